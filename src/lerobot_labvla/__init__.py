@@ -1,0 +1,14 @@
+"""LabVLA for LeRobot. Importing this registers the plugin with LeRobot's registries.
+
+Light imports only: configs and processor steps (LeRobot needs them registered before it parses
+`--policy.type` / loads `policy_*processor.json`); models, MuJoCo and servers load lazily.
+Each block below belongs to one part of the package.
+"""
+
+from lerobot_labvla.errors import install_excepthook
+
+install_excepthook()
+
+# --- policy (issue 3) ---
+# --- envs/labutopia (issue 4) ---
+# --- robots/franka (later issue) ---
