@@ -1,0 +1,121 @@
+"""Load a LeRobot checkpoint the standard way and run batches of validated observations through it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lerobot_labvla.errors import LabVLAError
+from lerobot_labvla.serving.observations import Observation, ObservationSpec
+
+logger = logging.getLogger(__name__)
+
+# Policies whose processors read the instruction; any processor step with a tokenizer counts too.
+_LANGUAGE_POLICIES = {"labvla", "pi0", "pi05", "pi0_fast", "smolvla", "groot", "xvla", "eo1", "wall_x", "vla_jepa"}
+
+
+def _auto_device(requested: str | None, config_device: str | None) -> str:
+    device = requested or config_device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LabVLAError(f"--device {device} requested but CUDA is not available here; pass --device cpu")
+    return device
+
+
+class PolicyRunner:
+    """A checkpoint + its pre/post processors; `infer` maps B observations to (B, T, A) float32 actions."""
+
+    def __init__(self, path: str | Path, device: str | None = None, actions_per_chunk: int | None = None):
+        from lerobot.configs.policies import PreTrainedConfig
+        from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+        from lerobot.utils.import_utils import register_third_party_plugins
+
+        register_third_party_plugins()
+        path = str(path)
+        local = Path(path)
+        if local.exists() and not (local / "config.json").is_file():
+            raise LabVLAError(f"--policy.path {path} has no config.json; point it at a checkpoint's pretrained_model dir")
+        t0 = time.perf_counter()
+        cfg = PreTrainedConfig.from_pretrained(path)
+        self.device = _auto_device(device, getattr(cfg, "device", None))
+        cfg.device = self.device
+        self.policy = get_policy_class(cfg.type).from_pretrained(path, config=cfg)
+        self.policy.to(self.device).eval()
+        override = {"device_processor": {"device": self.device}}
+        self.preprocessor, self.postprocessor = make_pre_post_processors(
+            self.policy.config,
+            pretrained_path=path,
+            preprocessor_overrides=override,
+            postprocessor_overrides={"device_processor": {"device": "cpu"}},
+        )
+        self.policy_type = cfg.type
+        self.path = path
+        needs_task = cfg.type in _LANGUAGE_POLICIES or any(
+            "token" in type(step).__name__.lower() for step in self.preprocessor.steps
+        )
+        self.spec = ObservationSpec.from_policy_config(self.policy.config, needs_task=needs_task)
+        self.actions_per_chunk = actions_per_chunk
+        # One warm-up pass fixes the real output shape (after the postprocessor, e.g. padding cut).
+        warm = self.infer([self.dummy_observation()])
+        self.chunk_size, self.action_dim = int(warm.shape[1]), int(warm.shape[2])
+        logger.info(
+            "loaded %s (%s) on %s in %.1f s: inputs %s, actions %d x %d",
+            path, cfg.type, self.device, time.perf_counter() - t0, self.spec.targets(), self.chunk_size, self.action_dim,
+        )
+
+    def dummy_observation(self) -> Observation:
+        return Observation(
+            images={k: np.zeros((h, w, c), np.uint8) for k, (c, h, w) in self.spec.cameras.items()},
+            vectors={k: np.zeros(s, np.float32) for k, s in self.spec.vectors.items()},
+            task="warm up",
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "server": "labvla-serve",
+            "policy_type": self.policy_type,
+            "policy_path": self.path,
+            "device": self.device,
+            "chunk_size": self.chunk_size,
+            "action_dim": self.action_dim,
+            "inputs": {k: list(v) for k, v in {**self.spec.cameras, **self.spec.vectors}.items()},
+            "needs_prompt": self.spec.needs_task,
+        }
+
+    def _images(self, key: str, obs: list[Observation]) -> torch.Tensor:
+        c, h, w = self.spec.cameras[key]
+        out = []
+        for o in obs:
+            img = torch.from_numpy(np.array(o.images[key]))  # copy: received arrays are read-only views
+            if img.shape[-1] == 3:  # HWC (OpenPI's and LeRobot robots' layout) -> CHW
+                img = img.permute(2, 0, 1)
+            img = img.to(torch.float32)
+            if o.images[key].dtype == np.uint8:
+                img = img / 255.0
+            if tuple(img.shape[1:]) != (h, w):
+                # As LeRobot's async server does: resize to the checkpoint's resolution.
+                img = torch.nn.functional.interpolate(img[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+            out.append(img)
+        return torch.stack(out)
+
+    @torch.inference_mode()
+    def infer(self, obs: list[Observation]) -> np.ndarray:
+        """B observations → (B, T, A) float32 actions in the robot's units."""
+        batch: dict[str, Any] = {k: self._images(k, obs) for k in self.spec.cameras}
+        for key in self.spec.vectors:
+            batch[key] = torch.from_numpy(np.stack([o.vectors[key] for o in obs]))
+        batch["task"] = [o.task for o in obs]
+        batch = self.preprocessor(batch)
+        chunk = self.policy.predict_action_chunk(batch)
+        if chunk.ndim == 2:
+            chunk = chunk.unsqueeze(0)
+        if self.actions_per_chunk:
+            chunk = chunk[:, : self.actions_per_chunk]
+        b, t, a = chunk.shape
+        # The postprocessor works per action: run all B*T actions through it as one (B*T, A) batch.
+        actions = self.postprocessor(chunk.reshape(b * t, a))
+        return actions.reshape(b, t, -1).to(torch.float32).cpu().numpy()
