@@ -10,5 +10,7 @@ from lerobot_labvla.errors import install_excepthook
 install_excepthook()
 
 # --- policy (issue 3) ---
+from lerobot_labvla.policy.configuration_labvla import LabVLAConfig  # noqa: E402,F401  ("labvla")
+from lerobot_labvla.policy import processor_labvla  # noqa: E402,F401  (labvla_* processor steps)
 # --- envs/labutopia (issue 4) ---
 # --- robots/franka (later issue) ---

@@ -1,0 +1,1 @@
+"""The LabVLA policy: configuration, model, processors, FAST tokenizer."""

@@ -1,0 +1,214 @@
+"""`LabVLAConfig`: the single source of shapes for the LabVLA policy (registered as `labvla`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lerobot.configs import FeatureType, NormalizationMode, PreTrainedConfig
+from lerobot.optim.optimizers import AdamWConfig
+from lerobot.optim.schedulers import CosineDecayWithWarmupSchedulerConfig
+from lerobot.utils.constants import ACTION, OBS_STATE
+
+from lerobot_labvla.errors import LabVLAError
+
+MODES = ("fast_pretrain", "ki", "finetune")
+EXPERT_ATTENTION = ("cross", "mot")
+DTYPES = ("float32", "bfloat16")
+TINY_BACKBONE = "tiny"
+
+
+@PreTrainedConfig.register_subclass("labvla")
+@dataclass
+class LabVLAConfig(PreTrainedConfig):
+    """Qwen3-VL backbone + DiT flow-matching action expert, trained in three modes.
+
+    `mode`: `fast_pretrain` (CE on FAST action tokens, expert unused), `ki` (knowledge
+    insulation: `fm_loss_weight`*FM + `fast_loss_weight`*FAST CE, the expert reads detached VLM
+    states), `finetune` (FM only; `freeze_backbone` keeps the VLM fixed).
+    """
+
+    mode: str = "ki"
+
+    # Backbone: a Hub id or local dir of a Qwen3-VL checkpoint, or `tiny` (random weights, offline).
+    backbone: str = "Qwen/Qwen3-VL-4B-Instruct"
+    # The backbone's own config (Qwen3VLConfig.to_dict()), filled at first build so that a
+    # checkpoint rebuilds the VLM without the Hub.
+    backbone_config: dict[str, Any] | None = None
+    freeze_backbone: bool = False
+    image_size: int = 224
+    max_prompt_tokens: int = 128
+
+    # Action expert (DiT).
+    expert_layers: int = 18
+    expert_width: int = 1024
+    expert_heads: int = 8
+    expert_mlp_ratio: float = 4.0
+    expert_attention: str = "cross"
+
+    # Chunking and sampling.
+    n_obs_steps: int = 1
+    chunk_size: int = 10
+    n_action_steps: int = 10
+    num_inference_steps: int = 10
+    time_beta_alpha: float = 1.5
+    time_beta_beta: float = 1.0
+
+    # Embodiment-agnostic padding.
+    max_state_dim: int = 32
+    max_action_dim: int = 32
+    state_bins: int = 256
+
+    # Losses.
+    fm_loss_weight: float = 10.0
+    fast_loss_weight: float = 1.0
+
+    # FAST action tokenizer (DCT + BPE), fitted on the training set's action chunks.
+    fast_vocab_size: int = 1024
+    fast_scale: float = 10.0
+    fast_skip_tokens: int = 128
+    max_fast_tokens: int = 256
+    fast_fit_max_chunks: int = 20_000
+
+    # Memory / speed. `dtype` also drives LeRobot 0.6's accelerate mixed precision.
+    dtype: str = "float32"
+    gradient_checkpointing: bool = False
+    attn_implementation: str = "auto"  # auto | sdpa | flash_attention_2 | eager
+    compile: bool = False
+
+    normalization_mapping: dict[str, NormalizationMode] = field(
+        default_factory=lambda: {
+            "VISUAL": NormalizationMode.IDENTITY,
+            "STATE": NormalizationMode.QUANTILES,
+            "ACTION": NormalizationMode.QUANTILES,
+        }
+    )
+
+    # Optimizer / scheduler presets (pi05's, scaled for a from-scratch expert).
+    optimizer_lr: float = 1e-4
+    optimizer_betas: tuple[float, float] = (0.9, 0.95)
+    optimizer_eps: float = 1e-8
+    optimizer_weight_decay: float = 1e-2
+    optimizer_grad_clip_norm: float = 1.0
+    scheduler_warmup_steps: int = 100
+    scheduler_decay_steps: int = 30_000
+    scheduler_decay_lr: float = 2.5e-6
+
+    # Offline-first: pushing needs an explicit `--policy.push_to_hub=true --policy.repo_id=...`.
+    push_to_hub: bool = False
+
+    def validate_options(self) -> None:
+        """Check option values; raises `LabVLAError` naming the flag and its valid values.
+
+        Not in `__post_init__`: draccus turns any exception raised there into a generic
+        "Couldn't instantiate class" and drops our message, so the policy calls this first.
+        """
+        _choice("mode", self.mode, MODES)
+        _choice("expert_attention", self.expert_attention, EXPERT_ATTENTION)
+        _choice("dtype", self.dtype, DTYPES)
+        if self.expert_attention == "mot":
+            raise LabVLAError(
+                "--policy.expert_attention=mot (LingBot-style Mixture-of-Transformers) is not implemented yet; "
+                "use --policy.expert_attention=cross"
+            )
+        if self.expert_width % self.expert_heads:
+            raise LabVLAError(
+                f"--policy.expert_width={self.expert_width} must be divisible by --policy.expert_heads={self.expert_heads}"
+            )
+        if self.n_action_steps > self.chunk_size:
+            raise LabVLAError(
+                f"--policy.n_action_steps={self.n_action_steps} must be <= --policy.chunk_size={self.chunk_size}"
+            )
+        for name in ("chunk_size", "num_inference_steps", "max_state_dim", "max_action_dim", "image_size"):
+            if getattr(self, name) <= 0:
+                raise LabVLAError(f"--policy.{name} must be positive, got {getattr(self, name)}")
+
+    # --- features -------------------------------------------------------------------------
+    def validate_features(self) -> None:
+        self.validate_options()
+        if not self.image_features:
+            raise LabVLAError(
+                "labvla needs at least one camera (an `observation.images.*` feature); the dataset has none"
+            )
+        state = self.input_features.get(OBS_STATE)
+        if state is not None and state.shape[0] > self.max_state_dim:
+            raise LabVLAError(
+                f"state dim {state.shape[0]} > --policy.max_state_dim={self.max_state_dim}; "
+                f"raise it to at least {state.shape[0]}"
+            )
+        action = self.output_features.get(ACTION)
+        if action is None:
+            raise LabVLAError("labvla needs an `action` output feature; the dataset has none")
+        if action.shape[0] > self.max_action_dim:
+            raise LabVLAError(
+                f"action dim {action.shape[0]} > --policy.max_action_dim={self.max_action_dim}; "
+                f"raise it to at least {action.shape[0]}"
+            )
+
+    def set_dataset_feature_metadata(self, dataset_features: dict) -> None:
+        """Called by LeRobot's `make_policy` with the training dataset's features.
+
+        A checkpoint keeps its own `input_features`; fine-tuning it on another embodiment (other
+        state dim, other cameras) must take the new dataset's, which the padded state/action and
+        the camera-count-agnostic prefix allow.
+        """
+        from lerobot.utils.feature_utils import dataset_to_policy_features
+
+        features = dataset_to_policy_features(dataset_features)
+        self.input_features = {k: f for k, f in features.items() if f.type is not FeatureType.ACTION}
+
+    @property
+    def state_dim(self) -> int:
+        state = self.input_features.get(OBS_STATE)
+        return 0 if state is None else int(state.shape[0])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.output_features[ACTION].shape[0])
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return [k for k, f in self.input_features.items() if f.type is FeatureType.VISUAL]
+
+    @property
+    def uses_fast(self) -> bool:
+        return self.mode in ("fast_pretrain", "ki")
+
+    @property
+    def uses_expert(self) -> bool:
+        return self.mode in ("ki", "finetune")
+
+    # --- LeRobot contract -----------------------------------------------------------------
+    @property
+    def observation_delta_indices(self) -> None:
+        return None
+
+    @property
+    def action_delta_indices(self) -> list[int]:
+        return list(range(self.chunk_size))
+
+    @property
+    def reward_delta_indices(self) -> None:
+        return None
+
+    def get_optimizer_preset(self) -> AdamWConfig:
+        return AdamWConfig(
+            lr=self.optimizer_lr,
+            betas=self.optimizer_betas,
+            eps=self.optimizer_eps,
+            weight_decay=self.optimizer_weight_decay,
+            grad_clip_norm=self.optimizer_grad_clip_norm,
+        )
+
+    def get_scheduler_preset(self) -> CosineDecayWithWarmupSchedulerConfig:
+        return CosineDecayWithWarmupSchedulerConfig(
+            peak_lr=self.optimizer_lr,
+            decay_lr=self.scheduler_decay_lr,
+            num_warmup_steps=self.scheduler_warmup_steps,
+            num_decay_steps=self.scheduler_decay_steps,
+        )
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise LabVLAError(f"--policy.{name}={value!r} is not one of {', '.join(choices)}")
