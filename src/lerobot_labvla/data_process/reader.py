@@ -1,0 +1,375 @@
+"""Read a local LeRobot dataset (v2.1 or v3.0) episode by episode, without loading it whole.
+
+Metadata comes from LeRobot's own loaders (`LeRobotDatasetMetadata` for v3.0, the v2.1→v3.0
+converter's `legacy_load_*` for v2.1). Frame data is streamed with pyarrow, reading only the
+non-image columns asked for, so memory stays bounded by one episode (v2.1) or one record batch
+plus the current episode (v3.0), whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lerobot_labvla.errors import LabVLAError
+
+V21 = "v2.1"
+V30 = "v3.0"
+SUPPORTED_VERSIONS = (V21, V30)
+# Columns every LeRobot frame carries besides the user features (lerobot.utils.constants.DEFAULT_FEATURES).
+INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+_BATCH_ROWS = 65_536
+
+
+@dataclass
+class VideoRef:
+    """Where one camera's frames of one episode live."""
+
+    path: Path  # relative to the dataset root
+    from_timestamp: float | None = None  # v3.0: the episode's span inside a shared file
+    to_timestamp: float | None = None
+
+
+@dataclass
+class EpisodeRef:
+    """One episode as the metadata describes it."""
+
+    index: int
+    length: int
+    tasks: list[str]
+    data_path: Path  # relative to the dataset root
+    row_start: int | None = None  # v3.0: global `index` of the first frame
+    videos: dict[str, VideoRef] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetView:
+    """The metadata of a local dataset, the same for v2.1 and v3.0."""
+
+    root: Path
+    version: str
+    info: dict
+    episodes: list[EpisodeRef]
+    tasks: dict[int, str]  # task_index -> task text
+
+    @property
+    def fps(self) -> int:
+        return int(self.info["fps"])
+
+    @property
+    def features(self) -> dict[str, dict]:
+        return self.info["features"]
+
+    @property
+    def robot_type(self) -> str | None:
+        return self.info.get("robot_type")
+
+    @property
+    def video_keys(self) -> list[str]:
+        return [k for k, ft in self.features.items() if ft["dtype"] == "video"]
+
+    def numeric_keys(self, with_index_columns: bool = False) -> list[str]:
+        """Features with numeric values (no images, videos, strings)."""
+        keys = [k for k, ft in self.features.items() if ft["dtype"] not in ("image", "video", "string", "language")]
+        if with_index_columns:
+            return keys
+        return [k for k in keys if k not in INDEX_COLUMNS]
+
+    def float_keys(self) -> list[str]:
+        """Float features besides `timestamp` (state, action, ...): where NaN/Inf can hide."""
+        return [
+            k
+            for k in self.numeric_keys()
+            if str(self.features[k]["dtype"]).startswith("float")
+        ]
+
+    def dim_names(self, key: str) -> list[str]:
+        """Per-dimension names of a vector feature (LeRobot `names`, else `key[i]`)."""
+        ft = self.features[key]
+        size = int(np.prod(ft.get("shape") or (1,)))
+        names = ft.get("names")
+        if isinstance(names, dict):  # old layouts: {"motors": [...]}
+            names = next(iter(names.values()), None)
+        if isinstance(names, list) and len(names) == size and all(isinstance(n, str) for n in names):
+            return list(names)
+        return [f"{key}[{i}]" for i in range(size)]
+
+
+@dataclass
+class EpisodeData:
+    """Frames of one episode, or why they could not be read."""
+
+    ref: EpisodeRef
+    columns: dict[str, np.ndarray]  # (T,) for scalars, (T, D) for vectors; strings as object arrays
+    error: str | None = None  # check name: "missing_file" | "unreadable_file"
+    message: str = ""
+
+    @property
+    def num_rows(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+
+def _load_json(path: Path) -> dict:
+    import json
+
+    with open(path) as f:
+        return json.load(f)
+
+
+def open_dataset(root: str | Path) -> DatasetView:
+    """Read the metadata of the dataset at `root`, or raise `LabVLAError` saying why it can't be read."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LabVLAError(f"dataset folder {root} does not exist; pass the folder that holds meta/info.json")
+    info_path = root / "meta" / "info.json"
+    if not info_path.is_file():
+        raise LabVLAError(f"{root} is not a LeRobot dataset: {info_path} is missing")
+    try:
+        info = _load_json(info_path)
+    except (OSError, ValueError) as exc:
+        raise LabVLAError(f"{info_path} is not readable JSON ({exc}); restore it from the original dataset") from exc
+    version = info.get("codebase_version")
+    for key in ("fps", "features"):
+        if key not in info:
+            raise LabVLAError(f"{info_path} has no '{key}'; it is not a LeRobot dataset info file")
+    if version == V30:
+        return _open_v30(root, info)
+    if version == V21:
+        return _open_v21(root, info)
+    raise LabVLAError(
+        f"{root} has codebase_version {version!r}; labvla-data reads {' and '.join(SUPPORTED_VERSIONS)} "
+        "(convert older datasets with LeRobot's v2.0→v2.1 script first)"
+    )
+
+
+def _open_v30(root: Path, info: dict) -> DatasetView:
+    from lerobot.datasets.dataset_metadata import LeRobotDatasetMetadata
+
+    # LeRobotDatasetMetadata falls back to the Hub when a local file is missing; with no network
+    # that ends in an opaque Hub error, so name the missing file ourselves first.
+    missing = []
+    if int(info.get("total_episodes", 0)) > 0 and not list((root / "meta" / "episodes").glob("*/*.parquet")):
+        missing.append("meta/episodes/chunk-*/file-*.parquet")
+    if int(info.get("total_tasks", 0)) > 0 and not (root / "meta" / "tasks.parquet").is_file():
+        missing.append("meta/tasks.parquet")
+    if missing:
+        raise LabVLAError(f"{root} is a v3.0 dataset without {', '.join(missing)}; restore the meta/ folder")
+    try:
+        meta = LeRobotDatasetMetadata(repo_id=f"local/{root.name}", root=root)
+    except Exception as exc:  # LeRobot raises many types here (arrow, Hub, version errors)
+        raise LabVLAError(f"LeRobot could not read the metadata of {root}: {type(exc).__name__}: {exc}") from exc
+
+    tasks: dict[int, str] = {}
+    if meta.tasks is not None:
+        tasks = {int(row.task_index): str(task) for task, row in meta.tasks.iterrows()}
+    episodes: list[EpisodeRef] = []
+    if meta.episodes is not None:
+        wanted = ["episode_index", "length", "tasks", "data/chunk_index", "data/file_index", "dataset_from_index"]
+        for key in meta.video_keys:
+            wanted += [f"videos/{key}/{c}" for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")]
+        cols = meta.episodes.select_columns([c for c in wanted if c in meta.episodes.column_names]).to_dict()
+        for i in range(len(cols["episode_index"])):
+            videos = {}
+            for key in meta.video_keys:
+                if f"videos/{key}/chunk_index" not in cols:
+                    continue
+                videos[key] = VideoRef(
+                    path=Path(
+                        meta.video_path.format(
+                            video_key=key,
+                            chunk_index=cols[f"videos/{key}/chunk_index"][i],
+                            file_index=cols[f"videos/{key}/file_index"][i],
+                        )
+                    ),
+                    from_timestamp=float(cols[f"videos/{key}/from_timestamp"][i]),
+                    to_timestamp=float(cols[f"videos/{key}/to_timestamp"][i]),
+                )
+            episodes.append(
+                EpisodeRef(
+                    index=int(cols["episode_index"][i]),
+                    length=int(cols["length"][i]),
+                    tasks=list(cols["tasks"][i] or []),
+                    data_path=Path(
+                        meta.data_path.format(
+                            chunk_index=cols["data/chunk_index"][i], file_index=cols["data/file_index"][i]
+                        )
+                    ),
+                    row_start=int(cols["dataset_from_index"][i]),
+                    videos=videos,
+                )
+            )
+    return DatasetView(root=root, version=V30, info=info, episodes=episodes, tasks=tasks)
+
+
+def _open_v21(root: Path, info: dict) -> DatasetView:
+    from lerobot.datasets.utils import LEGACY_EPISODES_PATH, LEGACY_TASKS_PATH
+    from lerobot.scripts.convert_dataset_v21_to_v30 import legacy_load_episodes, legacy_load_tasks
+
+    for rel in (LEGACY_EPISODES_PATH, LEGACY_TASKS_PATH):
+        if not (root / rel).is_file():
+            raise LabVLAError(f"{root} is a v2.1 dataset without {rel}; restore the meta/ folder")
+    try:
+        legacy_episodes = legacy_load_episodes(root)
+        tasks, _ = legacy_load_tasks(root)
+    except Exception as exc:  # jsonlines raises its own types for broken lines
+        raise LabVLAError(f"cannot read the v2.1 metadata of {root}: {type(exc).__name__}: {exc}") from exc
+
+    chunks_size = int(info.get("chunks_size", 1000))
+    data_tpl = info.get("data_path") or "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
+    video_tpl = info.get("video_path")
+    video_keys = [k for k, ft in info["features"].items() if ft["dtype"] == "video"]
+    episodes = []
+    for ep_idx, item in legacy_episodes.items():
+        chunk = ep_idx // chunks_size
+        videos = {}
+        if video_tpl:
+            for key in video_keys:
+                videos[key] = VideoRef(
+                    Path(video_tpl.format(episode_chunk=chunk, video_key=key, episode_index=ep_idx))
+                )
+        episodes.append(
+            EpisodeRef(
+                index=int(ep_idx),
+                length=int(item.get("length", 0)),
+                tasks=list(item.get("tasks") or []),
+                data_path=Path(data_tpl.format(episode_chunk=chunk, episode_index=ep_idx)),
+                videos=videos,
+            )
+        )
+    return DatasetView(root=root, version=V21, info=info, episodes=episodes, tasks={int(k): v for k, v in tasks.items()})
+
+
+def column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """An arrow column as numpy: (T,) for scalars, (T, D) for fixed-length vectors."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    t = col.type
+    is_list = pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)
+    if is_list and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
+        n = len(col)
+        values = col.flatten().to_numpy(zero_copy_only=False)
+        if n == 0:
+            return values.reshape(0, 0)
+        if values.size % n:
+            raise ValueError(f"ragged list column of type {t}")
+        return values.reshape(n, values.size // n)
+    if is_list or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_struct(t):
+        return np.asarray(col.to_pylist(), dtype=object)
+    return col.to_numpy(zero_copy_only=False)
+
+
+def _table_to_columns(table: pa.Table) -> dict[str, np.ndarray]:
+    return {name: column_to_numpy(table.column(name)) for name in table.column_names}
+
+
+def iter_episodes(
+    view: DatasetView, columns: list[str], episodes: Iterable[int] | None = None
+) -> Iterator[EpisodeData]:
+    """Yield each episode's `columns` (those present in its files) in episode order.
+
+    A missing or unreadable data file yields `EpisodeData` with `error` set instead of raising,
+    so one bad file never stops a scan.
+    """
+    wanted = set(episodes) if episodes is not None else None
+    refs = [ep for ep in view.episodes if wanted is None or ep.index in wanted]
+    if view.version == V21:
+        yield from _iter_v21(view, refs, columns)
+    else:
+        yield from _iter_v30(view, refs, columns)
+
+
+def _present(schema: pa.Schema, columns: list[str]) -> list[str]:
+    names = set(schema.names)
+    return [c for c in columns if c in names]
+
+
+def _iter_v21(view: DatasetView, refs: list[EpisodeRef], columns: list[str]) -> Iterator[EpisodeData]:
+    for ref in refs:
+        path = view.root / ref.data_path
+        if not path.is_file():
+            yield EpisodeData(ref, {}, "missing_file", f"data file {ref.data_path} is missing")
+            continue
+        try:
+            pf = pq.ParquetFile(path)
+            table = pf.read(columns=_present(pf.schema_arrow, columns))
+            data = _table_to_columns(table)
+        except Exception as exc:  # arrow raises ArrowInvalid/OSError for truncated or garbage files
+            yield EpisodeData(ref, {}, "unreadable_file", f"data file {ref.data_path} is unreadable: {exc}")
+            continue
+        yield EpisodeData(ref, data)
+
+
+def _iter_v30(view: DatasetView, refs: list[EpisodeRef], columns: list[str]) -> Iterator[EpisodeData]:
+    # v3.0 packs many episodes per file, in `index` order; an episode's rows are found by position:
+    # row (ref.row_start - first row_start of the file) onwards, `ref.length` rows.
+    by_file: dict[Path, list[EpisodeRef]] = {}
+    for ref in refs:
+        by_file.setdefault(ref.data_path, []).append(ref)
+    file_starts: dict[Path, int] = {}
+    for ep in view.episodes:
+        if ep.row_start is not None:
+            file_starts[ep.data_path] = min(file_starts.get(ep.data_path, ep.row_start), ep.row_start)
+
+    # Episodes come out in file/row order (= index order for datasets LeRobot wrote); nothing is
+    # kept once yielded, so memory is one record batch plus the current episode.
+    for rel, file_refs in by_file.items():
+        path = view.root / rel
+        if not path.is_file():
+            for ref in file_refs:
+                yield EpisodeData(ref, {}, "missing_file", f"data file {rel} is missing")
+            continue
+        yield from _slice_file(path, rel, file_refs, file_starts[rel], columns)
+
+
+def _slice_file(
+    path: Path, rel: Path, refs: list[EpisodeRef], file_start: int, columns: list[str]
+) -> Iterator[EpisodeData]:
+    refs = sorted(refs, key=lambda r: r.row_start)
+    try:
+        pf = pq.ParquetFile(path)
+        cols = _present(pf.schema_arrow, columns)
+        batches = pf.iter_batches(batch_size=_BATCH_ROWS, columns=cols)
+    except Exception as exc:
+        for ref in refs:
+            yield EpisodeData(ref, {}, "unreadable_file", f"data file {rel} is unreadable: {exc}")
+        return
+
+    pending: list[pa.RecordBatch] = []  # rows read but not yet handed out
+    pending_start = 0  # file row of pending[0][0]
+    pending_rows = 0
+    i = 0
+    try:
+        for batch in batches:
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            while i < len(refs):
+                ref = refs[i]
+                lo = ref.row_start - file_start - pending_start
+                hi = lo + ref.length
+                if hi > pending_rows:
+                    break
+                table = pa.Table.from_batches(pending).slice(lo, ref.length)
+                yield EpisodeData(ref, _table_to_columns(table))
+                i += 1
+                # Drop batches entirely before the next episode's first row.
+                nxt = refs[i].row_start - file_start - pending_start if i < len(refs) else pending_rows
+                while pending and pending[0].num_rows <= nxt:
+                    nxt -= pending[0].num_rows
+                    pending_start += pending[0].num_rows
+                    pending_rows -= pending[0].num_rows
+                    pending.pop(0)
+    except Exception as exc:
+        for ref in refs[i:]:
+            yield EpisodeData(ref, {}, "unreadable_file", f"data file {rel} is unreadable: {exc}")
+        return
+    for ref in refs[i:]:
+        have = max(0, pending_rows - (ref.row_start - file_start - pending_start))
+        yield EpisodeData(
+            ref, {}, "unreadable_file", f"data file {rel} ends early: episode {ref.index} needs {ref.length} rows, found {have}"
+        )
+

@@ -1,0 +1,115 @@
+"""`labvla-data stats`: per-episode and overall feature statistics, computed as LeRobot does.
+
+The numbers come from LeRobot's own `compute_episode_stats` (per episode) and `aggregate_stats`
+(overall), so they equal what LeRobot writes to `meta/episodes/` and `meta/stats.json`. LeRobot's
+`dataset_tools.recompute_stats` is not reused as is: it needs a v3.0 `LeRobotDataset`, reads each
+data file whole with pandas (images included) and keeps only the aggregate, while this streams
+v2.1 and v3.0 episode by episode and keeps the per-episode numbers too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lerobot_labvla.data_process.reader import DatasetView, iter_episodes, open_dataset
+from lerobot_labvla.data_process.schemas import check_schema, feature_dims, has_limits
+
+STAT_KEYS = ("count", "mean", "std", "min", "max", "q01", "q10", "q50", "q90", "q99")
+
+
+def episode_stats(view: DatasetView, columns: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """LeRobot's `compute_episode_stats` over the numeric features of one episode."""
+    from lerobot.datasets.compute_stats import compute_episode_stats
+
+    keys = [k for k in view.numeric_keys(with_index_columns=True) if k in columns]
+    return compute_episode_stats({k: columns[k] for k in keys}, {k: view.features[k] for k in keys})
+
+
+def iter_episode_stats(view: DatasetView):
+    """Yield (episode_index, stats or None, error message) for every episode, streaming."""
+    keys = view.numeric_keys(with_index_columns=True)
+    for ep in iter_episodes(view, keys):
+        if ep.error or ep.num_rows == 0:
+            yield ep.ref.index, None, ep.message or "no rows"
+        else:
+            yield ep.ref.index, episode_stats(view, ep.columns), None
+
+
+def _jsonable(stats: dict[str, dict[str, np.ndarray]]) -> dict:
+    return {k: {s: np.asarray(v).tolist() for s, v in ft.items()} for k, ft in stats.items()}
+
+
+def compute_stats(root: str | Path, schema: str = "lerobot") -> dict:
+    """Statistics of every numeric feature, per episode and overall, plus the schema's range checks."""
+    from lerobot.datasets.compute_stats import aggregate_stats
+
+    check_schema(schema)
+    view = open_dataset(root)
+    per_episode, skipped, all_stats = [], [], []
+    for idx, stats, error in iter_episode_stats(view):
+        if stats is None:
+            skipped.append({"episode_index": idx, "reason": error})
+            continue
+        all_stats.append(stats)
+        per_episode.append({"episode_index": idx, "stats": _jsonable(stats)})
+    overall = aggregate_stats(all_stats) if all_stats else {}
+
+    features = {}
+    ranges = []
+    for key in view.numeric_keys(with_index_columns=True):
+        dims = feature_dims(schema, key, view.dim_names(key))
+        features[key] = {"names": [d.name for d in dims], "kinds": [d.kind for d in dims]}
+        if key not in overall:
+            continue
+        features[key]["overall"] = _jsonable({key: overall[key]})[key]
+        if has_limits(dims):
+            ranges.extend(_range_violations(key, dims, overall[key], per_episode))
+    return {
+        "dataset": {"root": str(Path(root).resolve()), "codebase_version": view.version, "fps": view.fps,
+                    "robot_type": view.robot_type, "total_episodes": len(view.episodes)},
+        "schema": schema,
+        "features": features,
+        "range_violations": ranges,
+        "skipped_episodes": skipped,
+        "per_episode": per_episode,
+    }
+
+
+def _range_violations(key: str, dims, overall: dict, per_episode: list[dict]) -> list[dict]:
+    out = []
+    lo_all, hi_all = np.asarray(overall["min"]).reshape(-1), np.asarray(overall["max"]).reshape(-1)
+    for d, dim in enumerate(dims[: len(lo_all)]):
+        below = dim.low is not None and lo_all[d] < dim.low
+        above = dim.high is not None and hi_all[d] > dim.high
+        if not (below or above):
+            continue
+        episodes = [
+            e["episode_index"]
+            for e in per_episode
+            if (dim.low is not None and np.asarray(e["stats"][key]["min"]).reshape(-1)[d] < dim.low)
+            or (dim.high is not None and np.asarray(e["stats"][key]["max"]).reshape(-1)[d] > dim.high)
+        ]
+        out.append({"feature": key, "dim": dim.name, "low": dim.low, "high": dim.high,
+                    "min": float(lo_all[d]), "max": float(hi_all[d]), "episodes": episodes})
+    return out
+
+
+def stats_table(result: dict, keys: list[str] | None = None) -> str:
+    """Overall stats as a text table, one row per dimension."""
+    cols = ("mean", "std", "min", "q01", "q50", "q99", "max")
+    lines = [f"{'feature':<22}{'dim':<14}{'count':>8}" + "".join(f"{c:>10}" for c in cols)]
+    for key, ft in result["features"].items():
+        if "overall" not in ft or (keys is not None and key not in keys):
+            continue
+        o = ft["overall"]
+        vals = {c: np.asarray(o[c], dtype=np.float64).reshape(-1) for c in cols}
+        count = int(np.asarray(o["count"]).reshape(-1)[0])
+        for d in range(len(vals["mean"])):
+            name = ft["names"][d] if d < len(ft["names"]) else str(d)
+            lines.append(f"{key:<22}{name:<14}{count:>8}" + "".join(f"{vals[c][d]:>10.4g}" for c in cols))
+    for v in result["range_violations"]:
+        lines.append(f"out of range: {v['feature']}.{v['dim']} in [{v['min']:.4g}, {v['max']:.4g}], "
+                     f"limits [{v['low']}, {v['high']}], episodes {v['episodes'][:20]}")
+    return "\n".join(lines)
