@@ -99,9 +99,10 @@ class ActionExpert(nn.Module):
         self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
         self.action_out = nn.Linear(width, action_dim)
-        for m in (self.ada_out[1], self.action_out):
-            nn.init.zeros_(m.weight)
-            nn.init.zeros_(m.bias)
+        # adaLN-Zero on the modulations, but not on `action_out`: a zero output layer would cut the
+        # gradient to everything upstream (the VLM included) until it has moved.
+        nn.init.zeros_(self.ada_out[1].weight)
+        nn.init.zeros_(self.ada_out[1].bias)
 
     def context_kv(self, context: Tensor, context_mask: Tensor) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
         """Per-layer cross-attention keys/values of the VLM prefix, and the SDPA mask `(B, 1, 1, L)`."""

@@ -1,0 +1,174 @@
+"""In-process tests of the labvla policy built the way LeRobot builds it (make_policy + processors)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.policies.factory import make_policy, make_pre_post_processors
+from lerobot.utils.constants import ACTION, OBS_STATE
+
+from lerobot_labvla.errors import LabVLAError
+from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
+from lerobot_labvla.policy.modeling_labvla import LabVLAPolicy
+
+
+def tiny_config(**overrides) -> LabVLAConfig:
+    kw = dict(
+        backbone="tiny", device="cpu", image_size=64, expert_layers=2, expert_width=64, expert_heads=4, fast_vocab_size=512
+    )
+    kw.update(overrides)
+    return LabVLAConfig(**kw)
+
+
+def build(ds, **overrides):
+    cfg = tiny_config(**overrides)
+    policy = make_policy(cfg, ds_meta=ds.meta)
+    pre, post = make_pre_post_processors(cfg, dataset_stats=ds.meta.stats)
+    return policy, pre, post
+
+
+def raw_batch(ds, chunk: int = 10, size: int = 4) -> dict:
+    dataset = LeRobotDataset(
+        ds.repo_id, root=ds.root, delta_timestamps={ACTION: [i / ds.fps for i in range(chunk)]}
+    )
+    return next(iter(torch.utils.data.DataLoader(dataset, batch_size=size, shuffle=False)))
+
+
+def test_ki_fm_loss_moves_only_the_expert_and_fast_loss_moves_the_backbone(ds7):
+    policy, pre, _ = build(ds7, mode="ki")
+    policy.train()
+    batch = pre(raw_batch(ds7))
+
+    policy.config.fm_loss_weight, policy.config.fast_loss_weight = 1.0, 0.0
+    policy.zero_grad()
+    loss, metrics = policy.forward(batch)
+    loss.backward()
+    assert metrics["fm_loss"] > 0
+    backbone_grads = [p.grad for p in policy.backbone.parameters()]
+    assert all(g is None or torch.count_nonzero(g) == 0 for g in backbone_grads), "FM loss reached the backbone"
+    assert any(p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in policy.expert.parameters())
+
+    policy.config.fm_loss_weight, policy.config.fast_loss_weight = 0.0, 1.0
+    policy.zero_grad()
+    loss, metrics = policy.forward(batch)
+    loss.backward()
+    nonzero = [n for n, p in policy.backbone.named_parameters() if p.grad is not None and torch.count_nonzero(p.grad) > 0]
+    assert metrics["fast_loss"] > 0
+    assert any("visual" in n for n in nonzero) and any("language_model" in n for n in nonzero)
+
+
+def test_finetune_without_freeze_lets_fm_train_the_backbone(ds7):
+    policy, pre, _ = build(ds7, mode="finetune")
+    policy.train()
+    loss, metrics = policy.forward(pre(raw_batch(ds7)))
+    loss.backward()
+    assert set(metrics) == {"fm_loss"}
+    assert any(p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in policy.backbone.parameters())
+
+
+def test_freeze_backbone_leaves_only_expert_trainable(ds7):
+    policy, _, _ = build(ds7, mode="finetune", freeze_backbone=True)
+    trainable = {id(p) for p in policy.get_optim_params()}
+    assert trainable == {id(p) for p in policy.expert.parameters()}
+
+
+def test_fast_pretrain_reports_ce_and_accuracy_without_expert(ds7):
+    policy, pre, _ = build(ds7, mode="fast_pretrain")
+    loss, metrics = policy.forward(pre(raw_batch(ds7)))
+    assert set(metrics) == {"fast_loss", "fast_acc"}
+    assert torch.isfinite(loss) and 0.0 <= metrics["fast_acc"] <= 1.0
+    assert policy.fast_fit_report["heldout_decode_errors"] == 0
+    assert policy.fast_fit_report["heldout_mae"] < 0.05
+
+
+@pytest.mark.parametrize("mode", ["ki", "fast_pretrain"])
+def test_save_load_round_trip_gives_identical_actions(ds7, tmp_path, mode):
+    policy, pre, post = build(ds7, mode=mode)
+    policy.eval()
+    raw = raw_batch(ds7, size=2)
+
+    def act(p, pre_, post_):
+        torch.manual_seed(0)
+        chunk = p.predict_action_chunk(pre_(copy.deepcopy(raw)))
+        return post_(chunk)
+
+    before = act(policy, pre, post)
+    policy.save_pretrained(tmp_path)
+    pre.save_pretrained(tmp_path)
+    post.save_pretrained(tmp_path)
+    loaded = LabVLAPolicy.from_pretrained(tmp_path)
+    pre2, post2 = make_pre_post_processors(loaded.config, pretrained_path=str(tmp_path))
+    after = act(loaded, pre2, post2)
+    assert before.shape == (2, 10, 7)
+    assert torch.equal(before, after)
+    assert (tmp_path / "tokenizer" / "tokenizer.json").exists()
+    assert (tmp_path / "fast_tokenizer.json").exists()
+
+
+def test_select_action_serves_the_chunk_from_a_queue(ds7):
+    policy, pre, _ = build(ds7, mode="ki", n_action_steps=4)
+    policy.eval()
+    batch = pre(raw_batch(ds7, size=1))
+    torch.manual_seed(0)
+    chunk = policy.predict_action_chunk(batch)
+    policy.reset()
+    torch.manual_seed(0)
+    served = torch.stack([policy.select_action(batch) for _ in range(4)], dim=1)
+    assert torch.equal(served, chunk[:, :4])
+
+
+def test_batch_missing_a_camera_is_named(ds7):
+    policy, pre, _ = build(ds7)
+    batch = pre(raw_batch(ds7, size=1))
+    del batch["observation.images.wrist"]
+    with pytest.raises(LabVLAError, match=r"missing camera.*observation\.images\.wrist"):
+        policy.predict_action_chunk(batch)
+
+
+def test_nan_state_is_rejected_by_the_preprocessor(ds7):
+    _, pre, _ = build(ds7)
+    raw = raw_batch(ds7, size=1)
+    raw[OBS_STATE][0, 3] = float("nan")
+    with pytest.raises(LabVLAError, match=r"NaN/Inf in dim\(s\) \[3\]"):
+        pre(raw)
+
+
+def test_missing_stats_fail_loudly_with_the_key_names(ds7):
+    stats = copy.deepcopy(ds7.meta.stats)
+    del stats[OBS_STATE]["q01"], stats[ACTION]["q99"]
+    policy, _, _ = build(ds7)  # make_policy fills the config's features from the dataset
+    with pytest.raises(LabVLAError, match=r"observation\.state \[q01\].*action \[q99\]"):
+        make_pre_post_processors(policy.config, dataset_stats=stats)
+    with pytest.raises(LabVLAError, match=r"observation\.state \[q01\].*action \[q99\]"):
+        LabVLAPolicy(policy.config, dataset_stats=stats)
+
+
+def test_checkpoint_with_missing_normalizer_stats_refuses_to_load(ds7, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    policy, pre, post = build(ds7)
+    policy.save_pretrained(tmp_path)
+    pre.save_pretrained(tmp_path)
+    state_file = next(tmp_path.glob("policy_preprocessor_step_*_normalizer_processor.safetensors"))
+    state = {k: v for k, v in load_file(state_file).items() if not k.startswith(OBS_STATE)}
+    save_file(state, state_file)
+    with pytest.raises(LabVLAError, match=r"observation\.state \[q01, q99\]"):
+        LabVLAPolicy.from_pretrained(tmp_path)
+
+
+def test_unknown_mode_and_oversized_state_are_named(ds7):
+    with pytest.raises(LabVLAError, match="not one of fast_pretrain, ki, finetune"):
+        build(ds7, mode="pretrain")
+    with pytest.raises(LabVLAError, match=r"state dim 8 > --policy.max_state_dim=4"):
+        build(ds7, max_state_dim=4)
+
+
+def test_wrong_image_shape_is_named(ds7):
+    _, pre, _ = build(ds7)
+    raw = raw_batch(ds7, size=1)
+    raw["observation.images.front"] = raw["observation.images.front"][:, :1]
+    with pytest.raises(LabVLAError, match=r"observation\.images\.front must be \(B, 3, H, W\)"):
+        pre(raw)
