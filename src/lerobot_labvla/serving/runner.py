@@ -36,9 +36,11 @@ class PolicyRunner:
 
         register_third_party_plugins()
         path = str(path)
-        local = Path(path)
+        local = Path(path).expanduser()
         if local.exists() and not (local / "config.json").is_file():
             raise LabVLAError(f"--policy.path {path} has no config.json; point it at a checkpoint's pretrained_model dir")
+        if not local.exists() and (path.startswith(("/", ".", "~")) or path.count("/") > 1):
+            raise LabVLAError(f"--policy.path {path} does not exist (and is not a Hub id 'owner/name')")
         t0 = time.perf_counter()
         cfg = PreTrainedConfig.from_pretrained(path)
         self.device = _auto_device(device, getattr(cfg, "device", None))

@@ -42,7 +42,7 @@ from lerobot_labvla.serving.observations import (
     parse_key_map,
 )
 
-logger = logging.getLogger("labvla.serve")
+logger = logging.getLogger("lerobot_labvla.serving.server")
 
 OPENPI_PATHS = ("/", "/openpi")
 SIMPLE_PATHS = ("/simple",)
@@ -246,10 +246,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _setup_logging(level: str) -> None:
+    # Our own handler: plugin/LeRobot imports may reconfigure the root logger after us.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s labvla-serve: %(message)s"))
+    log = logging.getLogger("lerobot_labvla.serving")
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(args.log_level.upper())
     if args.max_batch < 1:
         raise LabVLAError(f"--max-batch must be >= 1, got {args.max_batch}")
     from lerobot_labvla.serving.runner import PolicyRunner

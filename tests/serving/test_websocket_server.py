@@ -1,0 +1,160 @@
+"""`labvla-serve` over real WebSockets: both protocols, error replies, many clients, health, CLI errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from websockets.sync.client import connect
+
+from lerobot_labvla.serving import msgpack_numpy
+
+TIMEOUT = 30
+
+
+def openpi_obs(**over) -> dict:
+    rng = np.random.default_rng(0)
+    obs = {
+        "observation/image": rng.integers(0, 255, (224, 224, 3), dtype=np.uint8),
+        "observation/wrist_image": rng.integers(0, 255, (224, 224, 3), dtype=np.uint8),
+        "observation/state": np.zeros(8, np.float32),
+        "prompt": "pick up the beaker",
+    }
+    obs.update(over)
+    return {k: v for k, v in obs.items() if v is not None}
+
+
+def openpi_connect(server, path: str = "/"):
+    ws = connect(server.url + path, compression=None, max_size=None, open_timeout=TIMEOUT)
+    metadata = msgpack_numpy.unpackb(ws.recv(TIMEOUT))
+    return ws, metadata
+
+
+def infer(ws, obs: dict):
+    ws.send(msgpack_numpy.packb(obs))
+    reply = ws.recv(TIMEOUT)
+    return reply if isinstance(reply, str) else msgpack_numpy.unpackb(reply)
+
+
+def test_openpi_protocol_metadata_then_actions(server):
+    ws, metadata = openpi_connect(server)
+    with ws:
+        assert metadata["policy_type"] == "act"
+        assert metadata["inputs"]["observation.state"] == [8]
+        reply = infer(ws, openpi_obs())
+        assert reply["actions"].shape == (10, 7) and reply["actions"].dtype == np.float32
+        assert np.isfinite(reply["actions"]).all()
+        assert reply["server_timing"]["infer_ms"] > 0
+        # LeRobot-style keys reach the same inputs and give the same actions.
+        lerobot_style = {
+            "observation.images.front": openpi_obs()["observation/image"],
+            "observation.images.wrist": openpi_obs()["observation/wrist_image"],
+            "observation.state": np.zeros(8, np.float32),
+            "task": "pick up the beaker",
+        }
+        again = infer(ws, lerobot_style)
+        np.testing.assert_allclose(again["actions"], reply["actions"], atol=1e-5)
+        assert "prev_total_ms" in again["server_timing"]
+
+
+def test_simple_client_sends_first_and_gets_lists(server):
+    img = np.zeros((32, 32, 3), np.uint8).tolist()
+    with connect(server.url + "/simple", open_timeout=TIMEOUT) as ws:
+        # No metadata on this path: the client speaks first.
+        ws.send(msgpack_numpy.packb({"images": [img, img], "state": [0.0] * 8, "instruction": "pick up the beaker"}))
+        reply = msgpack_numpy.unpackb(ws.recv(TIMEOUT))
+        assert set(reply) == {"actions"}
+        assert len(reply["actions"]) == 10 and all(len(a) == 7 for a in reply["actions"])
+        ws.send(msgpack_numpy.packb({"images": [img], "state": [0.0] * 8, "instruction": "x"}))
+        err = msgpack_numpy.unpackb(ws.recv(TIMEOUT))
+        assert "got 1 image(s)" in err["error"]
+
+
+BAD_MESSAGES = {
+    "missing key": (msgpack_numpy.packb(openpi_obs(**{"observation/wrist_image": None})), "missing observation key"),
+    "image shape": (msgpack_numpy.packb(openpi_obs(**{"observation/image": np.zeros((224, 224), np.uint8)})), "image shape (224, 224)"),
+    "image dtype": (msgpack_numpy.packb(openpi_obs(**{"observation/image": np.zeros((8, 8, 3), np.int32)})), "dtype int32"),
+    "nan state": (msgpack_numpy.packb(openpi_obs(**{"observation/state": np.full(8, np.nan, np.float32)})), "NaN"),
+    "malformed": (b"\xc1\xc1 not msgpack", "malformed msgpack"),
+    "oversized": (msgpack_numpy.packb(openpi_obs(pad=np.zeros(2 << 20, np.uint8))), "over the server's limit"),
+    "text frame": ("hello", "expected a binary msgpack frame"),
+}
+
+
+def test_bad_input_gets_error_text_and_connection_stays_up(server):
+    ws, _ = openpi_connect(server)
+    with ws:
+        for name, (payload, expected) in BAD_MESSAGES.items():
+            ws.send(payload)
+            reply = ws.recv(TIMEOUT)
+            assert isinstance(reply, str), name
+            assert expected in reply, (name, reply)
+        assert infer(ws, openpi_obs())["actions"].shape == (10, 7)  # same connection still serves
+
+
+def test_many_clients_are_batched_and_isolated(server):
+    n_clients, n_requests = 12, 4
+    results: dict[int, list] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n_clients + 1, timeout=TIMEOUT)
+
+    def good_client(i: int) -> None:
+        try:
+            ws, _ = openpi_connect(server)
+            with ws:
+                barrier.wait()
+                results[i] = [infer(ws, openpi_obs()) for _ in range(n_requests)]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def bad_client() -> None:
+        ws, _ = openpi_connect(server)
+        barrier.wait()
+        ws.send(b"\xc1 broken")
+        ws.send(msgpack_numpy.packb(openpi_obs()))
+        ws.close()  # hang up with a request in flight
+
+    threads = [threading.Thread(target=good_client, args=(i,)) for i in range(n_clients - 1)]
+    threads.append(threading.Thread(target=bad_client))
+    for t in threads:
+        t.start()
+    barrier.wait()
+    for t in threads:
+        t.join(TIMEOUT * 2)
+    assert not errors, errors
+    assert len(results) == n_clients - 1
+    replies = [r for rs in results.values() for r in rs]
+    assert all(not isinstance(r, str) and r["actions"].shape == (10, 7) for r in replies)
+    assert max(r["server_timing"]["batch_size"] for r in replies) > 1, "concurrent requests were never batched"
+    assert server.proc.poll() is None
+
+
+def test_healthz_and_unknown_path(server):
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=TIMEOUT) as resp:
+        assert resp.status == 200 and resp.read() == b"OK\n"
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(f"http://127.0.0.1:{server.port}/nope", timeout=TIMEOUT)
+    assert exc.value.code == 404
+
+
+def test_request_log_line_has_latency(server):
+    ws, _ = openpi_connect(server)
+    with ws:
+        infer(ws, openpi_obs())
+    assert "infer_ms=" in server.log() and "total_ms=" in server.log()
+
+
+@pytest.mark.slow
+def test_cli_bad_checkpoint_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lerobot_labvla.serving.websocket_server", f"--policy.path={tmp_path}", "--port=0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: LabVLAError:")
+    assert "config.json" in proc.stderr
