@@ -333,8 +333,11 @@ class _Scanner:
         qs = np.stack([q for _, q, *_ in self.action_q.values()])  # (E, 5, D)
         # Same rule as LeRobot's aggregate_stats: count-weighted mean of the per-episode quantiles.
         q = (qs * counts[:, None, None]).sum(0) / counts.sum()
-        sigma = np.maximum((q[3] - q[1]) / 2.5631, (q[4] - q[0]) / 4.6527)  # N(0,1): q90-q10, q99-q01
-        sigma = np.maximum(sigma, 1e-6 * np.maximum(1.0, np.abs(q[2])))
+        # Robust sigma from q10..q90 (for N(0,1) that spread is 2.5631). q01/q99 only where q10..q90
+        # is flat: in short episodes one spike drags the per-episode q01/q99 far out.
+        floor = 1e-6 * np.maximum(1.0, np.abs(q[2]))
+        sigma = (q[3] - q[1]) / 2.5631
+        sigma = np.where(sigma > floor, sigma, np.maximum((q[4] - q[0]) / 4.6527, floor))
         z = self.cfg.outlier_z
         dims = self.dims.get(ACTION, [])
         # Gripper dims are often binary with a rare value; gripper_chatter covers them instead.
