@@ -99,3 +99,18 @@ def server(checkpoint, tmp_path_factory) -> Iterator[ServerProcess]:
     )
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def start_server():
+    """Factory for extra server processes (own flags or a patched model); all stopped at test end."""
+    started: list[ServerProcess] = []
+
+    def start(args: list[str], log_path: Path, python_code: str | None = None) -> ServerProcess:
+        srv = ServerProcess(args, log_path, python_code)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
