@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import V21_CORRUPTIONS, V30_CORRUPTIONS
+from dp_cases import V21_CORRUPTIONS, V30_CORRUPTIONS
 
 from lerobot_labvla.data_process import clean as clean_mod
 from lerobot_labvla.data_process.clean import CleanConfig, clean_dataset

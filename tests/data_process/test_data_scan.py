@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import V21_CORRUPTIONS, V30_CORRUPTIONS
-from corrupt import truncate
+from dp_cases import V21_CORRUPTIONS, V30_CORRUPTIONS
+from dp_corrupt import truncate
 
 from lerobot_labvla.data_process.cli import main
 from lerobot_labvla.data_process.scan import CHECKS, load_report, scan_dataset
