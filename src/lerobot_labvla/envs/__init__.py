@@ -1,0 +1,1 @@
+"""Simulation benchmarks built on `lerobot_labvla.sim` (LabUtopia)."""
