@@ -17,33 +17,33 @@ HERE = Path(__file__).resolve().parent
 SERVE_START_TIMEOUT_S = 120
 
 
-def build_act_checkpoint(root: Path) -> Path:
-    """A tiny LeRobot `act` checkpoint (config + weights + processors) from a synthetic dataset."""
+# The debug labvla (tiny random Qwen3-VL, 2-layer 64-wide expert), trained for one step by LeRobot's own CLI.
+TINY_LABVLA = [
+    "--policy.type=labvla", "--policy.backbone=tiny", "--policy.device=cpu", "--policy.image_size=64",
+    "--policy.expert_layers=2", "--policy.expert_width=64", "--policy.expert_heads=4", "--policy.fast_vocab_size=512",
+    "--policy.push_to_hub=false",
+]
+
+
+def build_checkpoint(root: Path) -> Path:
+    """A tiny labvla checkpoint dir (config, weights, processors, tokenizers) from `lerobot-train`."""
     from synthetic import make_dataset
 
-    from lerobot.configs.types import FeatureType
-    from lerobot.policies.act.configuration_act import ACTConfig
-    from lerobot.policies.factory import make_policy, make_pre_post_processors
-
-    ds = make_dataset(root / "dataset", repo_id="local/serving", n_episodes=1, frames=12, image_size=32)
-    cfg = ACTConfig(
-        chunk_size=10, n_action_steps=10, dim_model=32, n_heads=2, dim_feedforward=64,
-        n_encoder_layers=1, n_decoder_layers=1, use_vae=False, pretrained_backbone_weights=None,
-        device="cpu", push_to_hub=False,
+    ds = make_dataset(root / "dataset", repo_id="local/serving", n_episodes=2, frames=12, image_size=32)
+    out = root / "train"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "lerobot-train"), *TINY_LABVLA, "--steps=1", "--batch_size=2",
+         "--num_workers=0", "--save_freq=1", "--wandb.enable=false", f"--dataset.root={ds.root}",
+         f"--dataset.repo_id={ds.repo_id}", f"--output_dir={out}"],
+        capture_output=True, text=True, timeout=600, env=os.environ.copy(),
     )
-    policy = make_policy(cfg, ds_meta=ds.meta)
-    pre, post = make_pre_post_processors(cfg, dataset_stats=ds.meta.stats)
-    out = root / "pretrained_model"
-    policy.save_pretrained(out)
-    pre.save_pretrained(out)
-    post.save_pretrained(out)
-    assert any(f.type == FeatureType.VISUAL for f in cfg.input_features.values())
-    return out
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "checkpoints" / "last" / "pretrained_model"
 
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> Path:
-    return build_act_checkpoint(tmp_path_factory.mktemp("serving_ckpt"))
+    return build_checkpoint(tmp_path_factory.mktemp("serving_ckpt"))
 
 
 class ServerProcess:

@@ -77,7 +77,7 @@ def run_openpi_client(py: Path, url: str, api_key: str = "") -> dict:
 def test_openpi_client_talks_to_labvla_serve(server, openpi_python):
     out = run_openpi_client(openpi_python, server.url)
     assert out["numpy"].startswith("1.")  # really openpi-client's own numpy<2 environment
-    assert out["metadata"]["policy_type"] == "act"
+    assert out["metadata"]["policy_type"] == "labvla"
     assert out["shape"] == [10, 7] and out["dtype"] == "float32"
     assert out["timing"]["infer_ms"] > 0
     assert "Error in inference server" in out["error"] and "NaN" in out["error"]
@@ -122,6 +122,7 @@ def test_api_key_and_sigterm_drain(checkpoint, openpi_python, tmp_path, start_se
             "observation/image": np.zeros((32, 32, 3), np.uint8),
             "observation/wrist_image": np.zeros((32, 32, 3), np.uint8),
             "observation/state": np.zeros(8, np.float32),
+            "prompt": "pick up the beaker",
         }
         replies: list = []
         t = threading.Thread(target=lambda: replies.append(_send_recv(ws, obs)))

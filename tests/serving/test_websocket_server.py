@@ -44,13 +44,13 @@ def infer(ws, obs: dict):
 def test_openpi_protocol_metadata_then_actions(server):
     ws, metadata = openpi_connect(server)
     with ws:
-        assert metadata["policy_type"] == "act"
+        assert metadata["policy_type"] == "labvla"
         assert metadata["inputs"]["observation.state"] == [8]
         reply = infer(ws, openpi_obs())
         assert reply["actions"].shape == (10, 7) and reply["actions"].dtype == np.float32
         assert np.isfinite(reply["actions"]).all()
         assert reply["server_timing"]["infer_ms"] > 0
-        # LeRobot-style keys reach the same inputs and give the same actions.
+        # LeRobot-style keys reach the same inputs (flow matching samples noise, so compare shapes).
         lerobot_style = {
             "observation.images.front": openpi_obs()["observation/image"],
             "observation.images.wrist": openpi_obs()["observation/wrist_image"],
@@ -58,7 +58,7 @@ def test_openpi_protocol_metadata_then_actions(server):
             "task": "pick up the beaker",
         }
         again = infer(ws, lerobot_style)
-        np.testing.assert_allclose(again["actions"], reply["actions"], atol=1e-5)
+        assert again["actions"].shape == reply["actions"].shape
         assert "prev_total_ms" in again["server_timing"]
 
 
