@@ -26,9 +26,11 @@ def make_dataset(
     tasks: tuple[str, ...] = ("pick up the beaker", "press the button"),
     robot_type: str = "franka",
     seed: int = 0,
+    nan_state_at: tuple[int, int] | None = None,
 ):
     """Write a memorizable dataset: each episode's actions are a fixed smooth trajectory.
 
+    `nan_state_at=(frame, dim)` writes a NaN into episode 0's state (a corrupt recording).
     Returns the finalized `LeRobotDataset` (its `root` is `root`).
     """
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -60,6 +62,8 @@ def make_dataset(
         actions = amp[None, :] * np.sin(2 * np.pi * t[:, None] + phase + np.arange(action_dim)[None, :])
         states = amp[None, : min(state_dim, action_dim)] * np.cos(2 * np.pi * t[:, None] + phase)
         states = np.pad(states, ((0, 0), (0, max(0, state_dim - states.shape[1]))))
+        if nan_state_at is not None and ep == 0:
+            states[nan_state_at] = np.nan
         color = rng.integers(0, 255, size=3, dtype=np.uint8)
         for i in range(frames):
             frame = {

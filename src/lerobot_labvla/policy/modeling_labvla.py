@@ -47,7 +47,7 @@ def check_stats(config: LabVLAConfig, stats: dict | None, *, source: str = "data
     LeRobot's normalizer passes a feature through unnormalized when its stats are missing; a
     policy trained or run that way fails silently, so labvla refuses instead.
     """
-    missing = []
+    missing, not_finite = [], []
     for key, feature in {**config.input_features, **config.output_features}.items():
         mode = config.normalization_mapping.get(feature.type.value, NormalizationMode.IDENTITY)
         if mode is NormalizationMode.IDENTITY:
@@ -56,6 +56,13 @@ def check_stats(config: LabVLAConfig, stats: dict | None, *, source: str = "data
         lacking = [name for name in REQUIRED_STATS[mode] if name not in have]
         if lacking:
             missing.append(f"{key} [{', '.join(lacking)}]")
+        elif not all(np.isfinite(np.asarray(have[name], dtype=np.float64)).all() for name in REQUIRED_STATS[mode]):
+            not_finite.append(key)
+    if not_finite:
+        raise LabVLAError(
+            f"{source} contain NaN/Inf for {', '.join(not_finite)}: the data has NaN/Inf values; "
+            "find and drop those episodes with `labvla-data scan` / `labvla-data clean`"
+        )
     if missing:
         raise LabVLAError(
             f"{source} lack what labvla normalizes ({config.normalization_mapping['STATE'].value} state/action): "
