@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_POLICY, assert_ok, losses, run_cli, stderr_without_noise, train_args
+from policy_helpers import TINY_POLICY, assert_ok, losses, run_cli, stderr_without_noise, train_args
 from synthetic import make_dataset
 
 pytestmark = pytest.mark.slow
