@@ -13,4 +13,8 @@ install_excepthook()
 from lerobot_labvla.policy.configuration_labvla import LabVLAConfig  # noqa: E402,F401  ("labvla")
 from lerobot_labvla.policy import processor_labvla  # noqa: E402,F401  (labvla_* processor steps)
 # --- envs/labutopia (issue 4) ---
+from lerobot_labvla.envs.labutopia import register_gym_envs  # noqa: E402  (LabUtopia/<Task>-v0, lazy)
+from lerobot_labvla.envs.labutopia import configuration as _labutopia_config  # noqa: E402,F401  ("labutopia")
+
+register_gym_envs()
 # --- robots/franka (later issue) ---

@@ -14,22 +14,18 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from lerobot_labvla.errors import LabVLAError
+from lerobot_labvla.envs.labutopia import ACTION_DIMS, CAMERAS, FPS, OBS_TYPES, STATE_DIM
 from lerobot_labvla.envs.labutopia.splits import get_split
-from lerobot_labvla.envs.labutopia.tasks import CAMERAS, get_task
+from lerobot_labvla.envs.labutopia.tasks import CAMERA_NAMES, get_task
+from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.sim.control import ArmController, quat_error
 from lerobot_labvla.sim.render import Cameras
 from lerobot_labvla.sim.robots.fr3 import GRIPPER_MAX_WIDTH, HOME_QPOS
 from lerobot_labvla.sim.skills import Motion, Target
 
-FPS = 20  # control rate: 10 physics substeps of 5 ms
 POS_SCALE = 0.025  # m per unit action
 ROT_SCALE = 0.1  # rad per unit action
 HOLD_SECONDS = 1.0  # LabUtopia's rule: the goal holds for 60 steps at 60 Hz = 1 s
-OBS_TYPES = ("pixels_agent_pos", "agent_pos")
-ACTION_TYPES = ("ee_delta", "joint")
-ACTION_DIMS = {"ee_delta": 7, "joint": 8}
-STATE_DIM = 8
 
 
 class LabUtopiaEnv(gym.Env):
@@ -44,8 +40,8 @@ class LabUtopiaEnv(gym.Env):
         self.split = get_split(split)
         if obs_type not in OBS_TYPES:
             raise LabVLAError(f"unknown obs_type {obs_type!r}; expected one of {list(OBS_TYPES)}")
-        if action_type not in ACTION_TYPES:
-            raise LabVLAError(f"unknown action_type {action_type!r}; expected one of {list(ACTION_TYPES)}")
+        if action_type not in ACTION_DIMS:
+            raise LabVLAError(f"unknown action_type {action_type!r}; expected one of {list(ACTION_DIMS)}")
         if not 16 <= int(image_size) <= 1024:
             raise LabVLAError(f"image_size {image_size} out of range; expected 16..1024 pixels")
         if episode_length is not None and episode_length < 1:
@@ -87,7 +83,7 @@ class LabUtopiaEnv(gym.Env):
             self.cameras.close()
         self.cameras = None
         if self.obs_type == "pixels_agent_pos" or self.render_mode == "rgb_array":
-            self.cameras = Cameras(self.sim.model, CAMERAS, self.image_size, self.image_size)
+            self.cameras = Cameras(self.sim.model, CAMERA_NAMES, self.image_size, self.image_size)
         for _ in range(5):  # let objects settle on the bench
             self.sim.step(self.ctl.q_cmd)
         self.ctl.reset()

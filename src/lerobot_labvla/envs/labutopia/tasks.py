@@ -30,10 +30,11 @@ from lerobot_labvla.sim.skills import (
     press,
     resting_in_region,
 )
+from lerobot_labvla.envs.labutopia import GYM_IDS
 from lerobot_labvla.envs.labutopia.splits import Split
 
 FRONT_CAMERA = {"pos": (1.0, -0.42, 0.55), "lookat": (0.5, 0.04, 0.1), "fovy": 58.0}
-CAMERAS = {"front": "front", "wrist": "fr3/wrist_cam"}
+CAMERA_NAMES = {"front": "front", "wrist": "fr3/wrist_cam"}  # observation key -> MuJoCo camera
 POUR_FRACTION = 0.7  # of the particles must end in the target beaker
 LIFT_HEIGHT = 0.08
 
@@ -271,14 +272,14 @@ class TransportBeaker(Task):
 TASKS: dict[str, Task] = {
     t.name: t
     for t in (
-        PickUp("pick_up", "LabUtopia/PickUp-v0", "pick up the beaker", "L1 atomic (pick)", 160),
-        PressButton("press_button", "LabUtopia/PressButton-v0", "press the button", "L1 atomic (press)", 160),
-        OpenDoor("open_door", "LabUtopia/OpenDoor-v0", "open the door of the drying oven", "L1 atomic (open door)", 240),
-        PourLiquid("pour_liquid", "LabUtopia/PourLiquid-v0", "pour the liquid into the other beaker",
+        PickUp("pick_up", GYM_IDS["pick_up"], "pick up the beaker", "L1 atomic (pick)", 160),
+        PressButton("press_button", GYM_IDS["press_button"], "press the button", "L1 atomic (press)", 160),
+        OpenDoor("open_door", GYM_IDS["open_door"], "open the door of the drying oven", "L1 atomic (open door)", 240),
+        PourLiquid("pour_liquid", GYM_IDS["pour_liquid"], "pour the liquid into the other beaker",
                    "L1 atomic (pour)", 320),
-        HeatBeaker("heat_beaker", "LabUtopia/HeatBeaker-v0",
+        HeatBeaker("heat_beaker", GYM_IDS["heat_beaker"],
                    "place the beaker on the hot plate and turn the hot plate on", "L2 combined (pick, place, press)", 380),
-        TransportBeaker("transport_beaker", "LabUtopia/TransportBeaker-v0",
+        TransportBeaker("transport_beaker", GYM_IDS["transport_beaker"],
                         "carry the beaker to the target area", "L2 combined (pick, place)", 300),
     )
 }
