@@ -1,7 +1,6 @@
 """Tiny LeRobot v3 datasets built on the fly with LeRobot's own writer (`LeRobotDataset.create`).
 
-Shared by every test area; import as `from synthetic import make_dataset` (tests/ is on sys.path
-through conftest.py).
+Used by `make demo` and by every test area (tests import it as `from synthetic import make_dataset`).
 """
 
 from __future__ import annotations

@@ -80,6 +80,53 @@ def tiny_backbone_config() -> dict:
     }
 
 
+def qwen3_vl_4b_config() -> dict:
+    """Qwen/Qwen3-VL-4B-Instruct's architecture (from its config.json), for building the full-size
+    model with random weights where the Hub is out of reach: shape checks, parameter counts,
+    speed benchmarks. Real training loads the weights with `from_pretrained`."""
+    return {
+        "model_type": "qwen3_vl",
+        "text_config": {
+            "vocab_size": 151936,
+            "hidden_size": 2560,
+            "intermediate_size": 9728,
+            "num_hidden_layers": 36,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "hidden_act": "silu",
+            "max_position_embeddings": 262144,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [24, 20, 20], "mrope_interleaved": True},
+            "tie_word_embeddings": True,
+            "bos_token_id": 151643,
+            "eos_token_id": 151645,
+            "pad_token_id": 151643,
+        },
+        "vision_config": {
+            "depth": 24,
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_heads": 16,
+            "out_hidden_size": 2560,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "num_position_embeddings": 2304,
+            "deepstack_visual_indexes": [5, 11, 17],
+            "hidden_act": "gelu_pytorch_tanh",
+        },
+        "image_token_id": 151655,
+        "video_token_id": 151656,
+        "vision_start_token_id": 151652,
+        "vision_end_token_id": 151653,
+        "tie_word_embeddings": True,
+    }
+
+
+REFERENCE_CONFIGS = {"tiny": tiny_backbone_config, "Qwen/Qwen3-VL-4B-Instruct": qwen3_vl_4b_config}
+
+
 def build_tiny_tokenizer():
     """A byte-level tokenizer (256 bytes + Qwen's special tokens, no merges) for the tiny backbone.
 
@@ -137,8 +184,8 @@ def build_vlm(backbone: str, backbone_config: dict | None, *, load_weights: bool
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     attn = resolve_attn_implementation(attn_implementation)
-    if backbone == "tiny" and backbone_config is None:
-        backbone_config = tiny_backbone_config()
+    if backbone_config is None and (backbone == "tiny" or not load_weights) and backbone in REFERENCE_CONFIGS:
+        backbone_config = REFERENCE_CONFIGS[backbone]()
     if load_weights and backbone != "tiny":
         try:
             vlm = Qwen3VLForConditionalGeneration.from_pretrained(backbone, dtype=dtype, attn_implementation=attn)

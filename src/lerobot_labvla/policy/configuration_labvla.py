@@ -35,6 +35,11 @@ class LabVLAConfig(PreTrainedConfig):
     # The backbone's own config (Qwen3VLConfig.to_dict()), filled at first build so that a
     # checkpoint rebuilds the VLM without the Hub.
     backbone_config: dict[str, Any] | None = None
+    # Build the backbone from `backbone_config` (or the known config of `backbone`) with random
+    # weights instead of downloading them: shape checks, benchmarks, training from scratch.
+    random_init_backbone: bool = False
+    # Prompt tokenizer: defaults to the backbone's; `tiny` is the byte-level one shipped here.
+    tokenizer: str | None = None
     freeze_backbone: bool = False
     image_size: int = 224
     max_prompt_tokens: int = 128

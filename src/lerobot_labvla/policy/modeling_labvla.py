@@ -94,11 +94,11 @@ class LabVLAPolicy(PreTrainedPolicy):
         vlm, config.backbone_config = build_vlm(
             config.backbone,
             config.backbone_config,
-            load_weights=checkpoint_dir is None,
+            load_weights=checkpoint_dir is None and not config.random_init_backbone,
             attn_implementation=config.attn_implementation,
             dtype=dtype,
         )
-        tokenizer_source = Path(checkpoint_dir) / TOKENIZER_DIR if checkpoint_dir else config.backbone
+        tokenizer_source = Path(checkpoint_dir) / TOKENIZER_DIR if checkpoint_dir else (config.tokenizer or config.backbone)
         self.backbone = QwenBackbone(
             vlm, load_tokenizer(tokenizer_source), image_size=config.image_size, max_prompt_tokens=config.max_prompt_tokens
         )
