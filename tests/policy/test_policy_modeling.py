@@ -172,3 +172,22 @@ def test_wrong_image_shape_is_named(ds7):
     raw["observation.images.front"] = raw["observation.images.front"][:, :1]
     with pytest.raises(LabVLAError, match=r"observation\.images\.front must be \(B, 3, H, W\)"):
         pre(raw)
+
+
+def test_rtc_guidance_pulls_the_new_chunk_towards_the_unexecuted_one(ds7):
+    from lerobot.policies.rtc.configuration_rtc import RTCConfig
+
+    policy, pre, _ = build(ds7, mode="finetune")
+    policy.eval()
+    batch = pre(raw_batch(ds7, size=1))
+    prev = torch.full((1, 10, 7), 0.8)
+    torch.manual_seed(0)
+    plain = policy.predict_action_chunk(batch)
+    assert policy.supports_rtc()
+    policy.config.rtc_config = RTCConfig(enabled=True, execution_horizon=8, max_guidance_weight=10.0)
+    policy.init_rtc_processor()
+    torch.manual_seed(0)
+    guided = policy.predict_action_chunk(batch, inference_delay=3, prev_chunk_left_over=prev)
+    assert guided.shape == plain.shape == (1, 10, 7)
+    head = slice(0, 3)
+    assert (guided[:, head] - prev[:, head]).abs().mean() < (plain[:, head] - prev[:, head]).abs().mean()

@@ -8,6 +8,7 @@ from typing import Any
 from lerobot.configs import FeatureType, NormalizationMode, PreTrainedConfig
 from lerobot.optim.optimizers import AdamWConfig
 from lerobot.optim.schedulers import CosineDecayWithWarmupSchedulerConfig
+from lerobot.policies.rtc.configuration_rtc import RTCConfig
 from lerobot.utils.constants import ACTION, OBS_STATE
 
 from lerobot_labvla.errors import LabVLAError
@@ -56,6 +57,8 @@ class LabVLAConfig(PreTrainedConfig):
     chunk_size: int = 10
     n_action_steps: int = 10
     num_inference_steps: int = 10
+    # Real-time chunking (`lerobot-rollout --inference.type=rtc`), through LeRobot's euler_integrate.
+    rtc_config: RTCConfig | None = None
     time_beta_alpha: float = 1.5
     time_beta_beta: float = 1.0
 

@@ -121,7 +121,7 @@ class LabVLAPolicy(PreTrainedPolicy):
         if self.fast is not None:
             self._check_fast_vocab()
         self.fast_decode_errors = 0
-        self.rtc_processor = None
+        self.init_rtc_processor()
         self._denoise = self._denoise_step
 
         from lerobot_labvla.policy.parallelize import apply_runtime_options
@@ -187,7 +187,7 @@ class LabVLAPolicy(PreTrainedPolicy):
             bsz = state.shape[0]
             if noise is None:
                 noise = sample_noise((bsz, self.config.chunk_size, self.config.max_action_dim), state.device)
-            rtc_enabled = self.rtc_processor is not None and getattr(self.config, "rtc_config", None) is not None and self.config.rtc_config.enabled
+            rtc_enabled = self.rtc_processor is not None and self.config.rtc_config.enabled
             chunk = euler_integrate(
                 lambda x, t: self._denoise(x, t, state_p, ctx_kv, ctx_mask),
                 noise.to(state.device),
@@ -214,8 +214,7 @@ class LabVLAPolicy(PreTrainedPolicy):
     def init_rtc_processor(self) -> None:
         from lerobot.policies.rtc.modeling_rtc import RTCProcessor
 
-        rtc_config = getattr(self.config, "rtc_config", None)
-        self.rtc_processor = RTCProcessor(rtc_config) if rtc_config is not None else None
+        self.rtc_processor = RTCProcessor(self.config.rtc_config) if self.config.rtc_config is not None else None
 
     # --- pieces ---------------------------------------------------------------------------
     def _inputs(self, batch: dict) -> tuple[list[Tensor], Tensor, list[str]]:
