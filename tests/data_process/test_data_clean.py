@@ -14,7 +14,7 @@ from lerobot_labvla.data_process import clean as clean_mod
 from lerobot_labvla.data_process.clean import CleanConfig, clean_dataset
 from lerobot_labvla.data_process.cli import main
 from lerobot_labvla.data_process.reader import iter_episodes, open_dataset
-from lerobot_labvla.data_process.scan import scan_dataset, write_report
+from lerobot_labvla.data_process.scan import ScanConfig, scan_dataset, write_report
 from lerobot_labvla.errors import LabVLAError
 
 
@@ -125,3 +125,22 @@ def test_thresholds_choose_what_is_dropped():
     assert set(drop(report, CleanConfig(drop_checks=["stuck_action"], keep_checks=["nan_inf"]))) == {0, 1}
     with pytest.raises(LabVLAError, match="unknown check"):
         CleanConfig(drop_checks=["nope"]).validate()
+
+
+def test_clean_v30_with_video_recuts_the_video(v21_root, tmp_path):
+    """A v3.0 source with a shared mp4: LeRobot's delete_episodes re-encodes the kept frames."""
+    v30 = tmp_path / "v30"
+    clean_dataset(v21_root, v30, scan_dataset(v21_root))  # v2.1 -> v3.0, 10 episodes, one mp4
+    report = scan_dataset(v30)
+    report["episodes"][2]["findings"].append({"check": "too_long", "severity": "warning"})
+    dst = tmp_path / "dst"
+    log = clean_dataset(v30, dst, report, CleanConfig(drop_checks=["too_long"]))
+    assert [d["episode_index"] for d in log["dropped"]] == [2]
+    ds = _load(dst)
+    assert ds.meta.total_episodes == 9
+    assert scan_dataset(dst, ScanConfig(decode_video=True))["summary"]["episodes_with_errors"] == 0
+    # Episode 2 of the result is source episode 3: same frames (colour of the episode, moving bar).
+    src, out = _load(v30), ds
+    a = src[3 * 40 + 7]["observation.images.front"]
+    b = out[2 * 40 + 7]["observation.images.front"]
+    assert float((a - b).abs().mean()) < 0.05

@@ -158,3 +158,18 @@ def test_python_dash_m_and_console_script(v30_root, tmp_path):
     assert exe, "the labvla-data console script is not installed (pip install -e .)"
     proc = subprocess.run([exe, "scan", "--root", str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+
+
+def test_video_frame_count_mismatch(v21_root, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(v21_root, root)
+    from dp_v21 import FRONT, _write_video
+
+    _write_video(root / f"videos/chunk-000/{FRONT}/episode_{8:06d}.mp4", np.zeros((30, 32, 32, 3), np.uint8), 10)
+    for decode in (False, True):
+        from lerobot_labvla.data_process.scan import ScanConfig
+
+        report = scan_dataset(root, ScanConfig(decode_video=decode))
+        assert report["summary"]["faulty_episodes"] == [8]
+        finding = _checks(report)[8]["video_frame_mismatch"]
+        assert finding["details"]["video_frames"] == 30 and finding["details"]["rows"] == 40

@@ -183,6 +183,13 @@ class _Scanner:
                 out.append(Finding("timestamp_gap", f"{int(gap.sum())} steps differ from 1/fps={1 / self.fps:.4g}s "
                                    f"(worst {worst:.4g}s)", _frames(np.concatenate([[False], gap])),
                                    {"worst_step_s": worst}))
+        if "task_index" in cols and self.view.tasks:
+            known = [i for i, text in self.view.tasks.items() if isinstance(text, str) and text.strip()]
+            bad = ~np.isin(cols["task_index"], known)
+            if bad.any():
+                found = sorted(set(cols["task_index"][bad].tolist()))[:10]
+                out.append(Finding("missing_task", f"task_index {found} has no task text in the tasks table",
+                                   _frames(bad), {"task_index": found}))
         for key in self.float_keys:
             if key not in cols:
                 continue
