@@ -191,3 +191,30 @@ def test_rtc_guidance_pulls_the_new_chunk_towards_the_unexecuted_one(ds7):
     assert guided.shape == plain.shape == (1, 10, 7)
     head = slice(0, 3)
     assert (guided[:, head] - prev[:, head]).abs().mean() < (plain[:, head] - prev[:, head]).abs().mean()
+
+
+def test_vlm_prefix_runs_once_per_chunk_not_per_euler_step(ds7):
+    policy, pre, _ = build(ds7, mode="ki", num_inference_steps=10)
+    policy.eval()
+    batch = pre(raw_batch(ds7, size=1))
+    vlm_calls, expert_calls = [], []
+    policy.backbone.vlm.model.register_forward_hook(lambda *a: vlm_calls.append(1))
+    policy.expert.register_forward_hook(lambda *a: expert_calls.append(1))
+    policy.predict_action_chunk(batch)
+    assert (len(vlm_calls), len(expert_calls)) == (1, 10)
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(ds7):
+    batch = None
+    results = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        policy, pre, _ = build(ds7, mode="ki", gradient_checkpointing=ckpt)
+        policy.train()
+        batch = batch or pre(raw_batch(ds7))
+        torch.manual_seed(1)
+        loss, _ = policy.forward(batch)
+        loss.backward()
+        results.append((loss.detach(), policy.expert.action_in.weight.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
