@@ -29,9 +29,21 @@ from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
 PROMPT_KEY = "prompt"
 
 
+class _LabVLAStep(ProcessorStep):
+    """Steps whose dataclass fields are their whole saved config and that keep features as they are."""
+
+    def get_config(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def transform_features(
+        self, features: dict[PipelineFeatureType, dict[str, PolicyFeature]]
+    ) -> dict[PipelineFeatureType, dict[str, PolicyFeature]]:
+        return features
+
+
 @ProcessorStepRegistry.register(name="labvla_check_inputs")
 @dataclass
-class LabVLACheckInputsStep(ProcessorStep):
+class LabVLACheckInputsStep(_LabVLAStep):
     """Reject raw input the policy cannot use, naming what is wrong: image shape, state dim, NaN.
 
     Deliberately holds no camera list or exact state dim: those belong to the policy config,
@@ -59,18 +71,10 @@ class LabVLACheckInputsStep(ProcessorStep):
             raise LabVLAError(f"{OBS_STATE} contains NaN/Inf in dim(s) {bad}")
         return transition
 
-    def get_config(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def transform_features(
-        self, features: dict[PipelineFeatureType, dict[str, PolicyFeature]]
-    ) -> dict[PipelineFeatureType, dict[str, PolicyFeature]]:
-        return features
-
 
 @ProcessorStepRegistry.register(name="labvla_prompt")
 @dataclass
-class LabVLAPromptStep(ProcessorStep):
+class LabVLAPromptStep(_LabVLAStep):
     """Instruction + state discretized into `state_bins` bins as text (pi05's prompt format).
 
     Runs after the normalizer, so the state is in [-1, 1]. Writes the text to complementary data
@@ -99,14 +103,6 @@ class LabVLAPromptStep(ProcessorStep):
         ]
         transition[TransitionKey.COMPLEMENTARY_DATA] = comp
         return transition
-
-    def get_config(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def transform_features(
-        self, features: dict[PipelineFeatureType, dict[str, PolicyFeature]]
-    ) -> dict[PipelineFeatureType, dict[str, PolicyFeature]]:
-        return features
 
 
 def make_labvla_pre_post_processors(
