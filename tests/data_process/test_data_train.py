@@ -14,18 +14,8 @@ from lerobot_labvla.data_process.scan import scan_dataset
 
 pytestmark = pytest.mark.slow
 
-# The small labvla of the policy tests: tiny random Qwen3-VL backbone, 2-layer expert.
-TINY_LABVLA = [
-    "--policy.type=labvla",
-    "--policy.backbone=tiny",
-    "--policy.device=cpu",
-    "--policy.push_to_hub=false",
-    "--policy.image_size=64",
-    "--policy.expert_layers=2",
-    "--policy.expert_width=64",
-    "--policy.expert_heads=4",
-    "--policy.fast_vocab_size=512",
-]
+# The team's debug model (tiny random Qwen3-VL, 2-layer expert), overridden to 2 steps of batch 2.
+TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "policy" / "tiny.yaml"
 
 
 def test_cleaned_v21_dataset_trains_with_labvla(v21_corrupted, tmp_path):
@@ -34,7 +24,8 @@ def test_cleaned_v21_dataset_trains_with_labvla(v21_corrupted, tmp_path):
     out = tmp_path / "train"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "lerobot-train"), *TINY_LABVLA, "--steps=2", "--batch_size=2",
+        [str(Path(sys.executable).parent / "lerobot-train"), f"--config_path={TINY_CONFIG}", "--policy.type=labvla",
+         "--policy.backbone=tiny", "--policy.device=cpu", "--policy.push_to_hub=false", "--steps=2", "--batch_size=2",
          "--num_workers=0", "--save_freq=2", "--wandb.enable=false", f"--dataset.root={clean}",
          "--dataset.repo_id=local/clean", f"--output_dir={out}"],
         capture_output=True, text=True, env=env, timeout=900, check=False,

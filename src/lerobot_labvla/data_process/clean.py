@@ -16,7 +16,6 @@ renamed into place at the end, so `--dst` either holds a complete dataset or not
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import time
@@ -33,7 +32,6 @@ from lerobot_labvla.data_process.scan import ACTION, CHECKS, load_report
 from lerobot_labvla.data_process.stats import iter_episode_stats
 from lerobot_labvla.errors import LabVLAError
 
-log = logging.getLogger(__name__)
 SEVERITY_RANK = {"warning": 1, "error": 2}
 CLEAN_LOG = "clean_log.json"
 

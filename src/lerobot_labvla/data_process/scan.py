@@ -289,7 +289,7 @@ class _Scanner:
             if not path.is_file():
                 out.append(Finding("missing_file", f"video {vref.path} is missing", None, {"file": str(vref.path), "feature": key}))
                 continue
-            probe = self.probe(path, vref.from_timestamp is not None)
+            probe = self.probe(path)
             if "error" in probe:
                 out.append(Finding("unreadable_file", f"video {vref.path} is unreadable: {probe['error']}", None,
                                    {"file": str(vref.path), "feature": key}))
@@ -312,7 +312,7 @@ class _Scanner:
                                    {"feature": key, "video_frames": frames, "rows": rows}))
         return out
 
-    def probe(self, path: Path, shared: bool) -> dict:
+    def probe(self, path: Path) -> dict:
         if path not in self.video_probe:
             self.video_probe[path] = _probe_video(path, self.fps, self.cfg.decode_video)
         return self.video_probe[path]
