@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dp_cases import V21_CORRUPTIONS, V30_CORRUPTIONS
+from dp_corrupt import truncate
 
 from lerobot_labvla.data_process import clean as clean_mod
+from lerobot_labvla.data_process import synthetic
 from lerobot_labvla.data_process.clean import CleanConfig, clean_dataset
 from lerobot_labvla.data_process.cli import main
 from lerobot_labvla.data_process.reader import iter_episodes, open_dataset
@@ -144,3 +146,28 @@ def test_clean_v30_with_video_recuts_the_video(v21_root, tmp_path):
     a = src[3 * 40 + 7]["observation.images.front"]
     b = out[2 * 40 + 7]["observation.images.front"]
     assert float((a - b).abs().mean()) < 0.05
+
+
+def test_v30_with_a_truncated_file_among_several(tmp_path):
+    """Only the episodes of the broken file go; the others are re-cut from the intact files."""
+    from dp_corrupt import truncate
+
+
+    src = tmp_path / "src"
+    from lerobot_labvla.data_process import synthetic
+
+    rng = np.random.default_rng(3)
+    eps = [{**synthetic.smooth_episode(rng, 600), "task": "pick"} for _ in range(20)]
+    synthetic.write_episodes(src, eps, state_names=[f"s{i}" for i in range(8)], action_names=[f"a{i}" for i in range(7)],
+                             data_files_size_in_mb=1)
+    files = sorted((src / "data").glob("*/*.parquet"))
+    assert len(files) >= 2
+    view = open_dataset(src)
+    in_last = [ep.index for ep in view.episodes if src / ep.data_path == files[-1]]
+    truncate(files[-1])
+    report = scan_dataset(src)
+    assert report["summary"]["faulty_episodes"] == in_last
+    log = clean_dataset(src, tmp_path / "dst", report)
+    ds = _load(tmp_path / "dst")
+    assert ds.meta.total_episodes == 20 - len(in_last) == len(log["index_map"])
+    np.testing.assert_array_equal(_actions(tmp_path / "dst")[1], eps[1]["action"])

@@ -23,6 +23,7 @@ def write_episodes(
     extra_features: dict | None = None,
     repo_id: str = "local/synthetic",
     robot_type: str = "franka",
+    data_files_size_in_mb: int | None = None,
 ):
     """Write episodes given as {"observation.state": (T, S), "action": (T, A), "task": str, ...}.
 
@@ -39,7 +40,7 @@ def write_episodes(
         **(extra_features or {}),
     }
     ds = LeRobotDataset.create(repo_id, fps, features, root=root, robot_type=robot_type, use_videos=False,
-                               image_writer_threads=0)
+                               image_writer_threads=0, data_files_size_in_mb=data_files_size_in_mb)
     for ep_index, ep in enumerate(episodes):
         n = len(ep["action"])
         buf = {
