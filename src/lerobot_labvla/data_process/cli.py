@@ -37,11 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     from lerobot_labvla.data_process.schemas import SCHEMAS
 
     d = ScanConfig()
-    parser = argparse.ArgumentParser(prog="labvla-data", description=__doc__)
-    parser.add_argument("--debug", action="store_true", help="full tracebacks on errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="full tracebacks on errors")
+    parser = argparse.ArgumentParser(prog="labvla-data", description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    scan = sub.add_parser("scan", help="detect anomalous episodes and action outliers; write report.json")
+    scan = sub.add_parser("scan", parents=[common], help="detect anomalous episodes and action outliers; write report.json")
     scan.add_argument("--root", required=True, type=Path, help="dataset folder (holds meta/info.json)")
     scan.add_argument("--out", type=Path, default=Path("report.json"), help="report path (default report.json)")
     scan.add_argument("--schema", choices=SCHEMAS, default=d.schema, help="robot layout for joint limits")
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="frames listed per finding in the report (the count is always exact)")
     scan.add_argument("--quiet", action="store_true", help="no summary table")
 
-    clean = sub.add_parser("clean", help="write a new v3.0 dataset without the faulty episodes")
+    clean = sub.add_parser("clean", parents=[common], help="write a new v3.0 dataset without the faulty episodes")
     clean.add_argument("--src", required=True, type=Path, help="dataset to clean (never modified)")
     clean.add_argument("--dst", required=True, type=Path, help="new dataset folder (must not exist)")
     clean.add_argument("--report", required=True, type=Path, help="report.json from labvla-data scan on --src")
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--repo-id", default=None, help="repo_id of the new dataset (default local/<dst name>)")
     clean.add_argument("--overwrite", action="store_true", help="replace --dst if it exists")
 
-    stats = sub.add_parser("stats", help="per-feature stats (LeRobot's compute_stats), per episode and overall")
+    stats = sub.add_parser("stats", parents=[common], help="per-feature stats (LeRobot's compute_stats), per episode and overall")
     stats.add_argument("--dataset", required=True, type=Path, help="dataset folder")
     stats.add_argument("--schema", choices=SCHEMAS, default="lerobot", help="name dims and check ranges")
     stats.add_argument("--out", type=Path, default=None, help="write all stats (per episode too) as JSON")
