@@ -111,3 +111,12 @@ def test_pick_then_pour_transfers_most_particles(lab_scene):
     assert lifted_and_held(lab_scene, "beaker", 0.0)
     drive(lab_scene, ctl, pour(m, "beaker", "target"), extra_hold=10)
     assert particles_inside(lab_scene, "liquid", "target") >= 0.7
+
+
+def test_close_skill_shuts_an_open_door(lab_scene):
+    from lerobot_labvla.sim.skills import close_door
+
+    ctl, m = ArmController(lab_scene), Motion(lab_scene)
+    drive(lab_scene, ctl, open_door(m, "cabinet"))
+    drive(lab_scene, ctl, close_door(m, "cabinet"))
+    assert door_angle(lab_scene, "cabinet") < 0.15

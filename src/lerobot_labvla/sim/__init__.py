@@ -4,9 +4,11 @@ Nothing here imports from envs/, genesis/ or policy/. Importing a submodule impo
 """
 
 import os
+import sys
 
-# Headless machines have no X display: pick EGL offscreen rendering unless the user chose a backend.
-# Must happen before the first `import mujoco` anywhere in the process.
-os.environ.setdefault("MUJOCO_GL", "egl")
-if os.environ["MUJOCO_GL"] == "egl":
+# A headless Linux box has no X display: use EGL offscreen rendering unless the user chose a backend.
+# Must happen before the first `import mujoco` in the process.
+if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+    os.environ.setdefault("MUJOCO_GL", "egl")
+if os.environ.get("MUJOCO_GL") == "egl":
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")

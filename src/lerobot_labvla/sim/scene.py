@@ -97,7 +97,7 @@ class Sim:
         self.hand_act = m.actuator(ROBOT_PREFIX + "hand").id
         self.tcp_site = m.site(ROBOT_PREFIX + "tcp").id
         self.hand_body = m.body(ROBOT_PREFIX + "hand").id
-        self.finger_bodies = {m.body(ROBOT_PREFIX + "left_finger").id, m.body(ROBOT_PREFIX + "right_finger").id}
+        self._fingers = (m.body(ROBOT_PREFIX + "left_finger").id, m.body(ROBOT_PREFIX + "right_finger").id)
         self.robot_bodies = {b for b in range(m.nbody) if m.body(b).name.startswith(ROBOT_PREFIX)}
         self.device_on: dict[str, bool] = {}
         # Grasp assist: the pad contact of the FR3 hand on round glassware creeps sideways under load
@@ -215,12 +215,14 @@ class Sim:
         return float(self.data.body(body).xmat[8])
 
     def fingers_touch(self, body: str) -> bool:
-        """True when both fingers are in contact with `body` (or its sub-bodies)."""
-        bid = self.model.body(body).id
-        touched = set()
-        for c in self.data.contact[: self.data.ncon]:
-            b1, b2 = self.model.geom_bodyid[c.geom1], self.model.geom_bodyid[c.geom2]
-            for f, o in ((b1, b2), (b2, b1)):
-                if f in self.finger_bodies and self.model.body_rootid[o] == self.model.body_rootid[bid]:
-                    touched.add(f)
-        return len(touched) == 2
+        """True when both fingers are in contact with `body` (or any body of its subtree)."""
+        n = self.data.ncon
+        if n == 0:
+            return False
+        m, c = self.model, self.data.contact
+        b1, b2 = m.geom_bodyid[c.geom1[:n]], m.geom_bodyid[c.geom2[:n]]
+        root = m.body_rootid[m.body(body).id]
+        left, right = self._fingers
+        pairs = np.concatenate([np.stack([b1, m.body_rootid[b2]], 1), np.stack([b2, m.body_rootid[b1]], 1)])
+        on_obj = pairs[pairs[:, 1] == root, 0]
+        return bool(np.any(on_obj == left) and np.any(on_obj == right))

@@ -25,7 +25,8 @@ def resting_in_region(sim: Sim, obj: str, center, half_size, z: float, z_tol: fl
 def particles_inside(sim: Sim, liquid: str, vessel: str) -> float:
     """Fraction of `liquid`'s particles inside `vessel`'s inner cylinder (vessel frame)."""
     asset, v = sim.assets[liquid], sim.assets[vessel]
-    pos = np.array([sim.data.body(b).xpos for b in asset.parts.values()])
+    ids = [sim.model.body(b).id for b in asset.parts.values()]
+    pos = sim.data.xpos[ids]
     rel = (pos - sim.body_pos(vessel)) @ sim.data.body(vessel).xmat.reshape(3, 3)
     r_in = v.params["radius"] - v.params.get("wall", 0.004)
     inside = (np.hypot(rel[:, 0], rel[:, 1]) < r_in) & (rel[:, 2] > 0) & (rel[:, 2] < v.params["height"])

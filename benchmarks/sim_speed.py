@@ -1,0 +1,146 @@
+"""LabUtopia env speed: ms per env step (pixels vs state only), vector-env scaling, and the raw MuJoCo limit.
+
+The scene is `pour_liquid` (FR3, 30 particles, two beakers): the most expensive task. One env step =
+IK + 10 physics substeps of 5 ms (20 Hz control) + two 224x224 RGB frames. The "raw limit" runs the
+same compiled model with bare `mj_step` x 10 + `Renderer.render` x 2 and no Python env around it.
+
+    python benchmarks/sim_speed.py [--steps 150] [--size 224] [--out benchmarks/results/sim_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+import numpy as np  # noqa: E402
+
+TASK = "pour_liquid"
+
+
+def _actions(n: int, dim: int = 7, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).uniform(-1, 1, (n, dim)) * 0.3).astype(np.float32)
+
+
+def bench_env(steps: int, size: int, obs_type: str) -> float:
+    """ms per step of one LabUtopiaEnv in this process."""
+    from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
+
+    env = LabUtopiaEnv(TASK, "id", obs_type=obs_type, image_size=size,
+                       render_mode="rgb_array" if obs_type != "agent_pos" else None, episode_length=10_000)
+    env.reset(seed=0)
+    acts = _actions(steps)
+    for a in acts[:10]:  # warm-up (first frames compile GL state)
+        env.step(a)
+    t0 = time.perf_counter()
+    for a in acts:
+        env.step(a)
+    dt = (time.perf_counter() - t0) / steps * 1e3
+    env.close()
+    return dt
+
+
+def bench_raw(steps: int, size: int) -> float:
+    """ms per step of bare mj_step x substeps + 2 renders on the same scene (the physical limit)."""
+    import mujoco
+
+    from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
+    from lerobot_labvla.envs.labutopia.tasks import CAMERA_NAMES
+
+    env = LabUtopiaEnv(TASK, "id", obs_type="agent_pos", render_mode=None)
+    env.reset(seed=0)
+    m, d, substeps = env.sim.model, env.sim.data, env.sim.substeps
+    r = mujoco.Renderer(m, size, size)
+    q = env.sim.arm_qpos
+    cams = list(CAMERA_NAMES.values())
+
+    def one():
+        d.ctrl[env.sim.arm_act] = q
+        for _ in range(substeps):
+            mujoco.mj_step(m, d)
+        for cam in cams:
+            r.update_scene(d, camera=cam)
+            r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+            r.render()
+
+    for _ in range(10):
+        one()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        one()
+    dt = (time.perf_counter() - t0) / steps * 1e3
+    r.close()
+    env.close()
+    return dt
+
+
+def bench_vector(steps: int, size: int, n_envs: int) -> float:
+    """Total env steps per second of LabUtopia's `create_envs` (async forkserver workers when n_envs > 1)."""
+    import lerobot_labvla  # noqa: F401  (registers the EnvConfig)
+    from lerobot.envs.configs import EnvConfig
+
+    cfg = EnvConfig.get_choice_class("labutopia")(task=TASK, image_size=size, episode_length=10_000)
+    vec = cfg.create_envs(n_envs=n_envs, use_async_envs=True)["labutopia"][0]
+    vec.reset(seed=list(range(n_envs)))
+    acts = _actions(steps + 10)
+    for a in acts[:10]:
+        vec.step(np.repeat(a[None], n_envs, 0))
+    t0 = time.perf_counter()
+    for a in acts[10:]:
+        vec.step(np.repeat(a[None], n_envs, 0))
+    sps = steps * n_envs / (time.perf_counter() - t0)
+    vec.close()
+    return sps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--repeats", type=int, default=3, help="best of N (other processes share the cores)")
+    p.add_argument("--out", default="benchmarks/results/sim_speed.json")
+    args = p.parse_args()
+
+    load = os.getloadavg()[0]
+    runs: dict[str, list[float]] = {k: [] for k in ("pixels", "state", "raw", "vec1", "vec2")}
+    for _ in range(args.repeats):  # interleaved, so a burst of outside load hits every variant alike
+        runs["pixels"].append(bench_env(args.steps, args.size, "pixels_agent_pos"))
+        runs["state"].append(bench_env(args.steps, args.size, "agent_pos"))
+        runs["raw"].append(bench_raw(args.steps, args.size))
+        runs["vec1"].append(bench_vector(args.steps, args.size, 1))
+        runs["vec2"].append(bench_vector(args.steps, args.size, 2))
+    pixels, state, raw = min(runs["pixels"]), min(runs["state"]), min(runs["raw"])
+    vec1, vec2 = max(runs["vec1"]), max(runs["vec2"])
+    res = {
+        "task": TASK, "image_size": args.size, "cameras": 2, "particles": 30, "substeps": 10, "control_hz": 20,
+        "steps": args.steps, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "load_avg_1min_at_start": round(load, 2),  # other processes share these cores: read timings with it
+        "env_ms_per_step_pixels": round(pixels, 2), "env_ms_per_step_state_only": round(state, 2),
+        "raw_mujoco_ms_per_step": round(raw, 2), "env_over_raw": round(pixels / raw, 2),
+        "env_steps_per_s_pixels_1proc": round(1e3 / pixels, 1), "env_steps_per_s_state_1proc": round(1e3 / state, 1),
+        "vector_steps_per_s_batch1": round(vec1, 1), "vector_steps_per_s_batch2_async": round(vec2, 1),
+        "vector_scaling_2_over_1": round(vec2 / vec1, 2),
+        "repeats": args.repeats, "all_runs": {k: [round(v, 2) for v in vs] for k, vs in runs.items()},
+    }
+    rows = [("env step, 2 x %d^2 cameras" % args.size, f"{pixels:.1f} ms", f"{1e3 / pixels:.0f} steps/s"),
+            ("env step, state only", f"{state:.1f} ms", f"{1e3 / state:.0f} steps/s"),
+            ("raw mj_step x10 + 2 renders", f"{raw:.1f} ms", f"env/raw = {pixels / raw:.2f}x"),
+            ("lerobot vector env, batch 1", "", f"{vec1:.0f} steps/s"),
+            ("lerobot async vector env, batch 2", "", f"{vec2:.0f} steps/s ({vec2 / vec1:.2f}x)")]
+    for r in rows:
+        print(f"{r[0]:<36} {r[1]:>10}  {r[2]}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
