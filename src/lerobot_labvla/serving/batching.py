@@ -1,9 +1,10 @@
 """Batch requests from many connections onto one model worker thread.
 
 One worker runs one batch at a time. While it runs, new requests queue up; the next batch takes
-them all (up to `max_batch`). After the first request of a batch arrives, the batcher waits at most
-`timeout_s` for more, but only while fewer requests are queued than there are open connections
-that could still send one, so a lone client never pays the window.
+them all (up to `max_batch`). After the first request of a batch arrives, the batcher waits for
+more, but only while fewer requests are queued than there are open connections that could still
+send one (a lone client never waits), and at most `timeout_s` or half the recent model time,
+whichever is less: waiting longer than the model runs cannot pay off, so a fast model never waits.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from typing import Any
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+# A model whose batches take less than this runs on the event loop, one request at a time, as
+# openpi's server does: a hop to the worker thread (two context switches, more on a busy machine) and
+# batching would cost more than the model. Slower models run batched on the worker thread so that
+# the loop keeps answering other clients meanwhile.
+INLINE_BELOW_S = 0.0005
 
 
 @dataclass
@@ -56,6 +63,8 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labvla-infer")
         self._task: asyncio.Task | None = None
         self.in_flight = 0  # submitted and not yet answered
+        self._model_s: float | None = None  # moving average of one batch's model time
+        self._thread_busy = False  # a batch is running on the worker thread
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="labvla-batcher")
@@ -69,7 +78,23 @@ class Batcher:
                 pass
         self._executor.shutdown(wait=True)
 
+    def _fast_model(self) -> bool:
+        return self._model_s is not None and self._model_s < INLINE_BELOW_S
+
+    def _observe(self, infer_ms: float) -> None:
+        model_s = infer_ms / 1000
+        self._model_s = model_s if self._model_s is None else 0.8 * self._model_s + 0.2 * model_s
+
     async def submit(self, obs: Any) -> Result:
+        if self._fast_model() and self._queue.empty() and not self._thread_busy:
+            # Batching cannot pay off when the model costs less than the queueing: answer right here.
+            try:
+                actions, infer_ms = self._timed([obs])
+            except Exception as exc:
+                logger.exception("inference failed")
+                raise RuntimeError(f"inference failed: {type(exc).__name__}: {exc}") from None
+            self._observe(infer_ms)
+            return Result(actions[0], infer_ms, 0.0, 1)
         item = _Item(obs, asyncio.get_running_loop().create_future())
         self.in_flight += 1
         try:
@@ -82,7 +107,8 @@ class Batcher:
         items = [await self._queue.get()]
         target = min(self.max_batch, max(1, self._open_connections()))
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
+        window = self.timeout_s if self._model_s is None else min(self.timeout_s, 0.5 * self._model_s)
+        deadline = loop.time() + window
         while len(items) < target:
             if not self._queue.empty():
                 items.append(self._queue.get_nowait())
@@ -104,7 +130,16 @@ class Batcher:
                 continue
             t0 = time.perf_counter()
             try:
-                actions, infer_ms = await loop.run_in_executor(self._executor, self._timed, [it.obs for it in items])
+                if self._fast_model():
+                    actions, infer_ms = self._timed([it.obs for it in items])
+                else:
+                    self._thread_busy = True
+                    try:
+                        actions, infer_ms = await loop.run_in_executor(
+                            self._executor, self._timed, [it.obs for it in items]
+                        )
+                    finally:
+                        self._thread_busy = False
             except Exception as exc:
                 if len(items) > 1:
                     # One bad request must not fail the others: rerun each alone.
@@ -116,6 +151,7 @@ class Batcher:
                 self._fail(items[0], exc)
                 continue
             self._deliver(items, actions, infer_ms, t0)
+            self._observe(infer_ms)
 
     def _timed(self, obs: list[Any]) -> tuple[np.ndarray, float]:
         # Timed on the worker thread, so `infer_ms` is model time only (the thread hop is overhead).
