@@ -7,26 +7,35 @@ import pytest
 from envs_helpers import IMAGE, run_cli
 
 
-def test_list_prints_tasks_and_splits():
-    proc = run_cli("labutopia", "list")
-    assert proc.returncode == 0
+def labutopia(*args: str) -> int:
+    """Run the `labutopia` console script's main in this process; returns its exit code."""
+    from lerobot_labvla.envs.labutopia.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_list_prints_tasks_and_splits(capsys):
+    assert labutopia("list") == 0
+    out = capsys.readouterr().out
     for name in ("pick_up", "LabUtopia/TransportBeaker-v0", "ood"):
-        assert name in proc.stdout
+        assert name in out
 
 
 def test_expert_writes_the_json_report(tmp_path):
     out = tmp_path / "r.json"
-    proc = run_cli("labutopia", "expert", "--task", "press_button", "--split", "ood", "--episodes", "2", "--json", str(out))
-    assert proc.returncode == 0, proc.stderr
+    assert labutopia("expert", "--task", "press_button", "--split", "ood", "--episodes", "2", "--json", str(out)) == 0
     report = json.loads(out.read_text())
     assert report == {"task": "press_button", "split": "ood", "episodes": 2, "success_rate": 1.0, "mean_progress": 1.0}
 
 
-def test_view_writes_an_mp4(tmp_path):
+def test_view_writes_an_mp4(tmp_path, capsys):
     out = tmp_path / "v.mp4"
-    proc = run_cli("labutopia", "view", "--task", "open_door", "--size", "64", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    assert out.stat().st_size > 1000 and "success=True" in proc.stdout
+    assert labutopia("view", "--task", "open_door", "--size", "64", "--out", str(out)) == 0
+    assert out.stat().st_size > 1000 and "success=True" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -34,9 +43,15 @@ def test_view_writes_an_mp4(tmp_path):
     (["expert", "--task", "pick_up", "--split", "x"], "invalid choice: 'x'"),
     (["view", "--task", "pick_up", "--out", "x.gif"], "must end in .mp4"),
 ])
-def test_bad_arguments_fail_with_one_clear_line(args, needle):
-    proc = run_cli("labutopia", *args)
-    assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+def test_bad_arguments_fail_with_one_clear_line(args, needle, capsys):
+    assert labutopia(*args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_console_script_is_installed_and_exits_2_on_bad_input():
+    proc = run_cli("labutopia", "expert", "--task", "nope")
+    assert proc.returncode == 2 and "unknown task 'nope'" in proc.stderr
 
 
 @pytest.mark.slow
