@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 
 BIN = Path(sys.executable).parent
 IMAGE = 64
@@ -52,23 +51,3 @@ def record_expert_dataset(root: Path, task: str = "pick_up", episodes: int = 2, 
 TINY_LABVLA = ["--policy.type=labvla", "--policy.backbone=tiny", "--policy.device=cpu", f"--policy.image_size={IMAGE}",
                "--policy.expert_layers=2", "--policy.expert_width=64", "--policy.expert_heads=4",
                "--policy.push_to_hub=false"]
-
-
-def expert_episode(env, seed: int) -> tuple[bool, float, int]:
-    env.reset(seed=seed)
-    expert, best, steps = env.expert(), 0.0, 0
-    while True:
-        _, r, term, trunc, info = env.step(expert.act())
-        best, steps = max(best, r), steps + 1
-        if term or trunc:
-            return info["is_success"], best, steps
-
-
-def zero_episode(env, seed: int) -> tuple[bool, float]:
-    env.reset(seed=seed)
-    best = 0.0
-    while True:
-        _, r, term, trunc, info = env.step(np.zeros(env.action_space.shape, np.float32))
-        best = max(best, r)
-        if term or trunc:
-            return info["is_success"], best

@@ -2,8 +2,8 @@
 
 import pytest
 
-from envs_helpers import expert_episode, zero_episode
 from lerobot_labvla.envs.labutopia import GYM_IDS
+from lerobot_labvla.envs.labutopia.expert import rollout
 
 TASKS = list(GYM_IDS)
 
@@ -27,11 +27,11 @@ def make_env():
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("split,seed", [("id", 0), ("ood", 1)])
 def test_expert_succeeds(make_env, task, split, seed):
-    success, best, steps = expert_episode(make_env(task, split), seed)
-    assert success and best == 1.0, f"{task}/{split} seed {seed}: expert failed (progress {best}, {steps} steps)"
+    r = rollout(make_env(task, split), seed)
+    assert r.success and r.max_progress == 1.0, f"{task}/{split} seed {seed}: expert failed ({r})"
 
 
 @pytest.mark.parametrize("task", TASKS)
 def test_doing_nothing_fails(make_env, task):
-    success, best = zero_episode(make_env(task), seed=0)
-    assert not success and best < 1.0
+    r = rollout(make_env(task), seed=0, policy="zero")
+    assert not r.success and r.max_progress < 1.0

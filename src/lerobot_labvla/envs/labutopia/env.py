@@ -20,7 +20,7 @@ from lerobot_labvla.envs.labutopia.tasks import CAMERA_NAMES, get_task
 from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.sim.control import ArmController, quat_error
 from lerobot_labvla.sim.render import Cameras
-from lerobot_labvla.sim.robots.fr3 import GRIPPER_MAX_WIDTH, HOME_QPOS
+from lerobot_labvla.sim.robots.fr3 import HOME_QPOS
 from lerobot_labvla.sim.skills import Motion, Target
 
 POS_SCALE = 0.025  # m per unit action

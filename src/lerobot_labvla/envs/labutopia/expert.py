@@ -16,19 +16,26 @@ class EpisodeResult:
     steps: int
 
 
-def run_episode(task: str, split: str, seed: int, episode_length: int | None = None) -> EpisodeResult:
+def rollout(env, seed: int, policy: str = "expert") -> EpisodeResult:
+    """One episode of a `LabUtopiaEnv` driven by the scripted expert or by zero actions ("zero")."""
+    env.reset(seed=seed)
+    expert = env.expert() if policy == "expert" else None
+    best, steps = 0.0, 0
+    while True:
+        action = expert.act() if expert else np.zeros(env.action_space.shape, np.float32)
+        _, reward, terminated, truncated, info = env.step(action)
+        best, steps = max(best, reward), steps + 1
+        if terminated or truncated:
+            return EpisodeResult(seed, bool(info["is_success"]), float(best), steps)
+
+
+def run_episode(task: str, split: str, seed: int) -> EpisodeResult:
     """One expert episode without rendering (state observations only)."""
     from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
 
-    env = LabUtopiaEnv(task, split, obs_type="agent_pos", render_mode=None, episode_length=episode_length)
+    env = LabUtopiaEnv(task, split, obs_type="agent_pos", render_mode=None)
     try:
-        env.reset(seed=seed)
-        expert, best, steps = env.expert(), 0.0, 0
-        while True:
-            _, reward, terminated, truncated, info = env.step(expert.act())
-            best, steps = max(best, reward), steps + 1
-            if terminated or truncated:
-                return EpisodeResult(seed, bool(info["is_success"]), float(best), steps)
+        return rollout(env, seed)
     finally:
         env.close()
 

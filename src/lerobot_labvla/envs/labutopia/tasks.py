@@ -47,6 +47,14 @@ def _scene(split: Split) -> SceneBuilder:
     return b
 
 
+def _grasp_stage(sim: Sim, obj: str, start_z: float) -> float:
+    """0.5 once `obj` is held and off the bench, 0.25 while merely held, else 0."""
+    held = sim.fingers_touch(obj)
+    if held and sim.body_pos(obj)[2] > start_z + 0.02:
+        return 0.5
+    return 0.25 if held else 0.0
+
+
 def _near(sim: Sim, point, radius: float) -> bool:
     return bool(np.linalg.norm(sim.tcp_pos - np.asarray(point)) < radius)
 
@@ -189,10 +197,7 @@ class PourLiquid(Task):
             return 1.0
         if poured > 0:
             return 0.75
-        held = sim.fingers_touch(ctx["src"])
-        if held and sim.body_pos(ctx["src"])[2] > ctx["start_z"] + 0.02:
-            return 0.5
-        return 0.25 if held else 0.0
+        return _grasp_stage(sim, ctx["src"], ctx["start_z"])
 
 
 class HeatBeaker(Task):
@@ -226,10 +231,7 @@ class HeatBeaker(Task):
             return 1.0
         if self._on_plate(sim, ctx):
             return 0.75
-        held = sim.fingers_touch(ctx["obj"])
-        if held and sim.body_pos(ctx["obj"])[2] > ctx["start_z"] + 0.02:
-            return 0.5
-        return 0.25 if held else 0.0
+        return _grasp_stage(sim, ctx["obj"], ctx["start_z"])
 
 
 class TransportBeaker(Task):
