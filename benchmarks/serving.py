@@ -1,6 +1,6 @@
 """Serving latency and throughput: `labvla-serve` next to openpi's own server, same run, same client.
 
-    .venv/bin/python benchmarks/serving.py [--requests 480] [--clients 1 4 16] [--rounds 8]
+    .venv/bin/python benchmarks/serving.py [--requests 480] [--clients 1 4 16] [--rounds 8] [--repeats 3]
 
 Prints a table and writes benchmarks/results/serving.json.
 
@@ -11,7 +11,8 @@ Prints a table and writes benchmarks/results/serving.json.
    - `labvla`: `labvla-serve`'s `InferenceServer` (key mapping, validation, batching, per-request log
      line) serving a zero model of the same input spec;
    - `labvla+model`: `labvla-serve` on a tiny labvla checkpoint (infer_ms is then real model time).
-   Every client is openpi-client's `WebsocketClientPolicy`, from a venv the benchmark creates under
+   Every client is openpi-client's `WebsocketClientPolicy` in its own process (as each robot would be),
+   from a venv the benchmark creates under
    .cache/benchmarks/ (openpi-client pins numpy<2). If it cannot be installed, the openpi rows are left
    out and a minimal client speaking the same protocol is used.
 2. Throughput (requests/s) of `labvla-serve` on the tiny labvla checkpoint with 16 clients, batching on
@@ -167,12 +168,13 @@ LABVLA_ZERO_SERVER = textwrap.dedent(
     """
 )
 
-# One process, N threads per server, one client each. Servers are measured in alternating rounds (the
-# first round of each is warm-up, run concurrently like the rest) so that the load of this shared machine
-# falls on all of them alike. Prints per-request (round trip ms, infer_ms, batch size) and phase wall times.
+# N client processes (as N robots would be), one connection per server each. Servers are measured in
+# alternating rounds behind a barrier (the first round of each is warm-up, run concurrently like the rest)
+# so that the load of this shared machine falls on all of them alike. Prints per-request
+# (round trip ms, infer_ms, batch size) and the phase wall times.
 LOADGEN = textwrap.dedent(
     """
-    import json, sys, threading, time
+    import json, multiprocessing as mp, sys, time
     import numpy as np
     urls, n_clients, per_round, rounds = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     try:
@@ -192,40 +194,63 @@ LOADGEN = textwrap.dedent(
                 if isinstance(r, str):
                     raise RuntimeError(r)
                 return msgpack_numpy.unpackb(r)
-    rng = np.random.default_rng(0)
-    obs = {
-        "observation/image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
-        "observation/wrist_image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
-        "observation/state": rng.standard_normal(8).astype(np.float32),
-        "prompt": "pick up the beaker",
-    }
-    clients = {u: [Client(u) for _ in range(n_clients)] for u in urls}
-    out = {u: {"rows": [], "wall_s": 0.0} for u in urls}
-    errors = []
-    def phase(url, record):
-        rows = []
-        def run(c):
-            try:
-                for _ in range(per_round):
-                    t = time.perf_counter()
-                    r = c.infer(obs)
-                    rtt = (time.perf_counter() - t) * 1000
-                    rows.append((rtt, r["server_timing"]["infer_ms"], r["server_timing"].get("batch_size", 1)))
-            except Exception as exc:
-                errors.append(repr(exc))
-        threads = [threading.Thread(target=run, args=(c,)) for c in clients[url]]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if record:
-            out[url]["rows"] += rows
-            out[url]["wall_s"] += time.perf_counter() - t0
-    for r in range(rounds + 1):
-        for url in (urls if r % 2 == 0 else urls[::-1]):
-            phase(url, record=r > 0)
-    print("RESULT " + json.dumps({"client": client_name, "results": out, "errors": errors}))
+    def order(r):
+        return urls if r % 2 == 0 else urls[::-1]
+    def worker(i, barrier, out):
+        rng = np.random.default_rng(i)
+        obs = {
+            "observation/image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+            "observation/wrist_image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+            "observation/state": rng.standard_normal(8).astype(np.float32),
+            "prompt": "pick up the beaker",
+        }
+        try:
+            clients = {u: Client(u) for u in urls}
+            rows = {u: [] for u in urls}
+            for r in range(rounds + 1):
+                for u in order(r):
+                    barrier.wait()
+                    for _ in range(per_round):
+                        t = time.perf_counter()
+                        res = clients[u].infer(obs)
+                        rtt = (time.perf_counter() - t) * 1000
+                        if r > 0:
+                            timing = res["server_timing"]
+                            rows[u].append((rtt, timing["infer_ms"], timing.get("batch_size", 1)))
+                    barrier.wait()
+            out.put(("ok", rows))
+        except Exception as exc:
+            barrier.abort()
+            out.put(("error", repr(exc)))
+    if __name__ == "__main__":
+        ctx = mp.get_context("fork")
+        barrier, out = ctx.Barrier(n_clients + 1, timeout=600), ctx.Queue()
+        procs = [ctx.Process(target=worker, args=(i, barrier, out)) for i in range(n_clients)]
+        for p in procs:
+            p.start()
+        walls = {u: 0.0 for u in urls}
+        errors = []
+        try:
+            for r in range(rounds + 1):
+                for u in order(r):
+                    barrier.wait()
+                    t0 = time.perf_counter()
+                    barrier.wait()
+                    if r > 0:
+                        walls[u] += time.perf_counter() - t0
+        except Exception as exc:
+            errors.append(repr(exc))
+        results = {u: {"rows": [], "wall_s": walls[u]} for u in urls}
+        for _ in procs:
+            kind, payload = out.get(timeout=600)
+            if kind == "error":
+                errors.append(payload)
+            else:
+                for u, rows in payload.items():
+                    results[u]["rows"] += rows
+        for p in procs:
+            p.join(60)
+        print("RESULT " + json.dumps({"client": client_name, "results": results, "errors": errors}))
     """
 )
 
@@ -357,6 +382,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=480, help="timed requests per server and client count")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--rounds", type=int, default=8, help="alternating rounds the requests are split into")
+    ap.add_argument("--repeats", type=int, default=3, help="independent runs of the openpi/labvla comparison")
     ap.add_argument("--throughput-requests", type=int, default=320, help="timed requests per server, 16 clients")
     args = ap.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -379,15 +405,25 @@ def main() -> None:
         url = {k: f"ws://127.0.0.1:{v.port}" for k, v in servers.items()}
 
         overhead: dict[str, dict[int, dict]] = {}
+        repeats: dict[str, dict[int, list[dict]]] = {}
         zero = [k for k in ("openpi", "labvla") if k in servers]
-        for group in (zero, ["labvla+model"]):
+        for group, n_repeats in ((zero, args.repeats), (["labvla+model"], 1)):
             for n in args.clients:
                 per_round = max(1, args.requests // (n * args.rounds))
-                res = load(client_py, [url[k] for k in group], n, per_round, args.rounds)
-                for k in group:
-                    s = overhead.setdefault(k, {})[n] = summarize(res[url[k]])
-                    print(f"  {k:13s} clients={n:2d}  overhead p50 {s['overhead_p50_ms']:6.2f} ms  p99 "
-                          f"{s['overhead_p99_ms']:6.2f} ms  (rtt p50 {s['rtt_p50_ms']:.2f}, n={s['n']})", flush=True)
+                for rep in range(n_repeats):
+                    res = load(client_py, [url[k] for k in group], n, per_round, args.rounds)
+                    for k in group:
+                        s = summarize(res[url[k]])
+                        repeats.setdefault(k, {}).setdefault(n, []).append(s)
+                        print(f"  {k:13s} clients={n:2d} run {rep + 1}  overhead p50 {s['overhead_p50_ms']:6.2f} ms  p99 "
+                              f"{s['overhead_p99_ms']:6.2f} ms  (rtt p50 {s['rtt_p50_ms']:.2f}, n={s['n']})", flush=True)
+                for k in group:  # the run with the median p50 stands for the configuration
+                    runs = sorted(repeats[k][n], key=lambda s: s["overhead_p50_ms"])
+                    overhead.setdefault(k, {})[n] = {
+                        **runs[len(runs) // 2],
+                        "runs_overhead_p50_ms": [r["overhead_p50_ms"] for r in repeats[k][n]],
+                        "runs_overhead_p99_ms": [r["overhead_p99_ms"] for r in repeats[k][n]],
+                    }
 
         tp_group = ["labvla+model", "labvla+model, no batching"]
         per_round = max(1, args.throughput_requests // (16 * args.rounds))
@@ -399,11 +435,13 @@ def main() -> None:
     speedup = throughput["labvla+model"]["requests_per_s"] / throughput["labvla+model, no batching"]["requests_per_s"]
 
     print("\nProtocol overhead = round trip - server_timing.infer_ms (ms); two 224x224x3 uint8 images + state + prompt")
-    print(f"{'server':14s} {'clients':>7s} {'p50':>7s} {'p99':>7s} {'rtt p50':>8s} {'infer p50':>9s} {'batch':>6s}")
+    print("(median run of --repeats; every run's p50 / p99 in brackets)")
+    print(f"{'server':14s} {'clients':>7s} {'p50':>7s} {'p99':>7s} {'rtt p50':>8s} {'infer p50':>9s} {'batch':>6s}  runs")
     for name, rows in overhead.items():
         for n, s in rows.items():
+            runs = " ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(s["runs_overhead_p50_ms"], s["runs_overhead_p99_ms"]))
             print(f"{name:14s} {n:7d} {s['overhead_p50_ms']:7.2f} {s['overhead_p99_ms']:7.2f} {s['rtt_p50_ms']:8.2f} "
-                  f"{s['infer_p50_ms']:9.2f} {s['mean_batch']:6.1f}")
+                  f"{s['infer_p50_ms']:9.2f} {s['mean_batch']:6.1f}  [{runs}]")
     print("\nThroughput, tiny labvla checkpoint on CPU, 16 clients")
     for k, s in throughput.items():
         print(f"  {k:28s} {s['requests_per_s']:7.1f} req/s  (mean batch {s['mean_batch']:.1f}, rtt p50 {s['rtt_p50_ms']:.1f} ms)")
@@ -415,7 +453,8 @@ def main() -> None:
                     "load_avg_at_end": os.getloadavg()},
         "client": client_note,
         "openpi_server": "Physical-Intelligence/openpi@15a9616 websocket_policy_server.py, zero policy" if have_openpi else None,
-        "method": f"servers alternate in {args.rounds} rounds (+1 warm-up round each); overhead = rtt - infer_ms",
+        "method": f"servers alternate in {args.rounds} rounds (+1 warm-up round each), {args.repeats} runs of the "
+                  "openpi/labvla comparison (median-p50 run reported, all runs listed); overhead = rtt - infer_ms",
         "overhead": {k: {str(n): s for n, s in v.items()} for k, v in overhead.items()},
         "throughput_16_clients": throughput,
         "batching_speedup": speedup,
