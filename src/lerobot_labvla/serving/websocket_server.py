@@ -273,8 +273,12 @@ def _setup_logging(level: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     _setup_logging(args.log_level.upper())
-    if args.max_batch < 1:
-        raise LabVLAError(f"--max-batch must be >= 1, got {args.max_batch}")
+    for flag, value in (("--max-batch", args.max_batch), ("--max-message-mb", args.max_message_mb),
+                        ("--actions-per-chunk", 1 if args.actions_per_chunk is None else args.actions_per_chunk)):
+        if value <= 0:
+            raise LabVLAError(f"{flag} must be > 0, got {value}")
+    if args.batch_timeout_ms < 0:
+        raise LabVLAError(f"--batch-timeout-ms must be >= 0, got {args.batch_timeout_ms}")
     from lerobot_labvla.serving.runner import PolicyRunner
 
     runner = PolicyRunner(args.policy_path, device=args.device, actions_per_chunk=args.actions_per_chunk)
