@@ -35,8 +35,9 @@ def test_encoding_is_openpis_layout():
     "payload, match",
     [
         (b"\xc1\x00garbage", "malformed msgpack"),
-        (msgpack.packb({b"__ndarray__": True, b"data": b"\x00" * 3, b"dtype": "<f4", b"shape": [2]}), "needs 8 bytes"),
+        (msgpack.packb({b"__ndarray__": True, b"data": b"\x00" * 3, b"dtype": "<f4", b"shape": [2]}), "malformed __ndarray__"),
         (msgpack.packb({b"__ndarray__": True, b"data": b"\x00" * 8, b"dtype": "|O", b"shape": [1]}), "not allowed"),
+        (msgpack.packb({b"__ndarray__": True, b"data": b"\x00" * 8, b"dtype": "<f4", b"shape": [3]}), "cannot reshape"),
         (msgpack.packb({b"__ndarray__": True, b"data": b""}), "malformed __ndarray__"),
     ],
 )

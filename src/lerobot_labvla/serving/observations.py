@@ -102,7 +102,7 @@ def _flatten(msg: Mapping, prefix: str = "") -> dict[str, Any]:
         if isinstance(key, bytes):
             key = key.decode("utf-8", "replace")
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):  # msgpack maps decode to dicts (cheaper check than Mapping)
             out.update(_flatten(value, name + "/"))
         else:
             out[name] = value
