@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import gc
 import hmac
 import http
 import logging
+import logging.handlers
 import os
+import queue
 import signal
 import time
 from collections.abc import Callable
@@ -260,11 +263,17 @@ def _setup_logging(level: str) -> None:
     # and the thread/process fields (the logging HOWTO's "Optimization" switches; we print none of them).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    # Our own handler: plugin/LeRobot imports may reconfigure the root logger after us.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s labvla-serve: %(message)s"))
+    # Writes happen on a listener thread: a stalled stderr (busy disk, slow pipe) must not stall the
+    # event loop that answers every client (the logging cookbook's QueueHandler pattern).
+    stream = logging.StreamHandler()
+    stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s labvla-serve: %(message)s"))
+    records: queue.SimpleQueue = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, stream)
+    listener.start()
+    atexit.register(listener.stop)  # flushes what is queued at exit
+    # Our own logger tree: plugin/LeRobot imports may reconfigure the root logger after us.
     log = logging.getLogger("lerobot_labvla.serving")
-    log.handlers[:] = [handler]
+    log.handlers[:] = [logging.handlers.QueueHandler(records)]
     log.setLevel(level)
     log.propagate = False
 
