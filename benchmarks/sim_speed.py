@@ -5,6 +5,10 @@ IK + 10 physics substeps of 5 ms (20 Hz control) + two 224x224 RGB frames. The "
 same compiled model with bare `mj_step` x 10 + `Renderer.render` x 2 and no Python env around it.
 
     python benchmarks/sim_speed.py [--steps 150] [--size 224] [--out benchmarks/results/sim_speed.json]
+
+If `gym_pusht` is importable (not a dependency: `pip install --target DIR --no-deps gym-pusht pymunk shapely
+pygame cffi pycparser` and put DIR on PYTHONPATH), LeRobot's PushT env (2-D pymunk, one camera) is timed the
+same way for a side-by-side reference.
 """
 
 from __future__ import annotations
@@ -100,6 +104,58 @@ def bench_vector(steps: int, size: int, n_envs: int) -> float:
     return sps
 
 
+def bench_pusht(steps: int, size: int) -> float | None:
+    """ms per step of LeRobot's gym_pusht env with one size x size camera, or None if not installed."""
+    try:
+        import gym_pusht  # noqa: F401
+        import gymnasium as gym
+    except ImportError:
+        return None
+    env = gym.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos", observation_width=size, observation_height=size)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(10):
+        env.step(env.action_space.sample())
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        env.step(env.action_space.sample())
+    dt = (time.perf_counter() - t0) / steps * 1e3
+    env.close()
+    return dt
+
+
+def bench_pusht_vector(steps: int, size: int, n_envs: int) -> float | None:
+    """Steps/s of gym_pusht in the same vector-env setup LeRobot uses (async forkserver for n_envs > 1).
+
+    Built here rather than with LeRobot's `PushtEnv.create_envs`: its forkserver workers do not import
+    `gym_pusht` and fail with NamespaceNotFound; the "module:id" form makes each worker import it.
+    """
+    try:
+        import gym_pusht  # noqa: F401
+        import gymnasium as gym
+    except ImportError:
+        return None
+    from functools import partial
+
+    make = partial(gym.make, "gym_pusht:gym_pusht/PushT-v0", obs_type="pixels_agent_pos",
+                   observation_width=size, observation_height=size)
+    kw = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+    if n_envs > 1:
+        vec = gym.vector.AsyncVectorEnv([make] * n_envs, context="forkserver", **kw)
+    else:
+        vec = gym.vector.SyncVectorEnv([make], **kw)
+    vec.reset(seed=list(range(n_envs)))
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        vec.step(rng.uniform(0, 512, (n_envs, 2)).astype(np.float32))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        vec.step(rng.uniform(0, 512, (n_envs, 2)).astype(np.float32))
+    sps = steps * n_envs / (time.perf_counter() - t0)
+    vec.close()
+    return sps
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=150)
@@ -109,13 +165,19 @@ def main() -> None:
     args = p.parse_args()
 
     load = os.getloadavg()[0]
-    runs: dict[str, list[float]] = {k: [] for k in ("pixels", "state", "raw", "vec1", "vec2")}
+    runs: dict[str, list[float]] = {k: [] for k in ("pixels", "state", "raw", "vec1", "vec2",
+                                                    "pusht", "pusht_vec1", "pusht_vec2")}
     for _ in range(args.repeats):  # interleaved, so a burst of outside load hits every variant alike
         runs["pixels"].append(bench_env(args.steps, args.size, "pixels_agent_pos"))
         runs["state"].append(bench_env(args.steps, args.size, "agent_pos"))
         runs["raw"].append(bench_raw(args.steps, args.size))
         runs["vec1"].append(bench_vector(args.steps, args.size, 1))
         runs["vec2"].append(bench_vector(args.steps, args.size, 2))
+        for key, value in (("pusht", bench_pusht(args.steps, args.size)),
+                           ("pusht_vec1", bench_pusht_vector(args.steps, args.size, 1)),
+                           ("pusht_vec2", bench_pusht_vector(args.steps, args.size, 2))):
+            if value is not None:
+                runs[key].append(value)
     pixels, state, raw = min(runs["pixels"]), min(runs["state"]), min(runs["raw"])
     vec1, vec2 = max(runs["vec1"]), max(runs["vec2"])
     res = {
@@ -127,13 +189,22 @@ def main() -> None:
         "env_steps_per_s_pixels_1proc": round(1e3 / pixels, 1), "env_steps_per_s_state_1proc": round(1e3 / state, 1),
         "vector_steps_per_s_batch1": round(vec1, 1), "vector_steps_per_s_batch2_async": round(vec2, 1),
         "vector_scaling_2_over_1": round(vec2 / vec1, 2),
-        "repeats": args.repeats, "all_runs": {k: [round(v, 2) for v in vs] for k, vs in runs.items()},
+        "repeats": args.repeats,
+        **({"pusht_ms_per_step_pixels": round(min(runs["pusht"]), 2),
+            "pusht_vector_steps_per_s_batch1": round(max(runs["pusht_vec1"]), 1),
+            "pusht_vector_steps_per_s_batch2_async": round(max(runs["pusht_vec2"]), 1),
+            "pusht_vector_scaling_2_over_1": round(max(runs["pusht_vec2"]) / max(runs["pusht_vec1"]), 2)}
+           if runs["pusht"] else {"pusht": "gym_pusht not installed"}), "all_runs": {k: [round(v, 2) for v in vs] for k, vs in runs.items()},
     }
     rows = [("env step, 2 x %d^2 cameras" % args.size, f"{pixels:.1f} ms", f"{1e3 / pixels:.0f} steps/s"),
             ("env step, state only", f"{state:.1f} ms", f"{1e3 / state:.0f} steps/s"),
             ("raw mj_step x10 + 2 renders", f"{raw:.1f} ms", f"env/raw = {pixels / raw:.2f}x"),
             ("lerobot vector env, batch 1", "", f"{vec1:.0f} steps/s"),
             ("lerobot async vector env, batch 2", "", f"{vec2:.0f} steps/s ({vec2 / vec1:.2f}x)")]
+    if runs["pusht"]:
+        p1, p2 = max(runs["pusht_vec1"]), max(runs["pusht_vec2"])
+        rows += [("gym_pusht env step, 1 x %d^2 camera" % args.size, f"{min(runs['pusht']):.1f} ms", ""),
+                 ("gym_pusht vector env, batch 1 / 2", "", f"{p1:.0f} / {p2:.0f} steps/s ({p2 / p1:.2f}x)")]
     for r in rows:
         print(f"{r[0]:<36} {r[1]:>10}  {r[2]}")
     out = Path(args.out)

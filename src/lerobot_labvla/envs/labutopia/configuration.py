@@ -5,6 +5,7 @@ Light module: MuJoCo loads only in `create_envs`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -74,5 +75,8 @@ class LabUtopiaEnvConfig(EnvConfig):
         kwargs = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
         if cls is gym.vector.AsyncVectorEnv:
             kwargs["context"] = "forkserver"
+            # One env per worker process: keep Mesa's software rasterizer on one thread each, or every
+            # worker spreads over all cores and two workers fight instead of running side by side.
+            os.environ.setdefault("LP_NUM_THREADS", "1")
         return {"labutopia": {i: cls([partial(LabUtopiaEnv, task=t, **self.gym_kwargs) for _ in range(n_envs)], **kwargs)
                               for i, t in enumerate(self.tasks)}}
