@@ -59,6 +59,7 @@ def bench_raw(steps: int, size: int) -> float:
 
     env = LabUtopiaEnv(TASK, "id", obs_type="agent_pos", render_mode=None)
     env.reset(seed=0)
+    assert env.sim.assets["liquid"].params["count"] == 30, "seed 0 of pour_liquid is the 30-particle scene"
     m, d, substeps = env.sim.model, env.sim.data, env.sim.substeps
     r = mujoco.Renderer(m, size, size)
     q = env.sim.arm_qpos
