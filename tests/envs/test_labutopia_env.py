@@ -131,3 +131,15 @@ def test_env_config_rejects_bad_values(kwargs, needle):
     with pytest.raises(LabVLAError) as exc:
         EnvConfig.get_choice_class("labutopia")(**kwargs)
     assert needle in str(exc.value)
+
+
+def test_ood_split_never_samples_id_sizes_or_colours():
+    from lerobot_labvla.envs.labutopia.splits import SPLITS
+
+    rng = np.random.default_rng(0)
+    ident, ood = SPLITS["id"], SPLITS["ood"]
+    id_lo, id_hi = ident.beaker_radius[0]
+    for _ in range(200):
+        g = ood.glass(rng)
+        assert not id_lo <= g["radius"] <= id_hi and g["rgba"] not in ident.glass_colors
+    assert ood.xy(np.random.default_rng(1), 0.5, 0.2)[1] < 0 < ident.xy(np.random.default_rng(1), 0.5, 0.2)[1]
