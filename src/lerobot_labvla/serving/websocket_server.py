@@ -24,6 +24,8 @@ import logging.handlers
 import os
 import queue
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -258,22 +260,56 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _LogWriter(threading.Thread):
+    """Writes queued log records to stderr every `period_s`, all of a tick in one write.
+
+    The event loop only enqueues a record (a few µs); formatting and I/O happen here, and one wake-up
+    per tick instead of one per request keeps this thread from competing with the loop for the CPU
+    and the GIL when many clients are served at once.
+    """
+
+    def __init__(self, records: queue.SimpleQueue, formatter: logging.Formatter, period_s: float = 0.05):
+        super().__init__(name="labvla-log", daemon=True)
+        self.records, self.formatter, self.period_s = records, formatter, period_s
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.period_s):
+            self.flush()
+
+    def flush(self) -> None:
+        lines = []
+        while True:
+            try:
+                lines.append(self.formatter.format(self.records.get_nowait()))
+            except queue.Empty:
+                break
+        if lines:
+            sys.stderr.write("\n".join(lines) + "\n")
+            sys.stderr.flush()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.flush()
+
+
+class _EnqueueHandler(logging.handlers.QueueHandler):
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record  # formatted later by `_LogWriter`; our log arguments are immutable values
+
+
 def _setup_logging(level: str) -> None:
     # A log line per request must stay cheap next to a ~1 ms round trip: skip the caller-frame lookup
     # and the thread/process fields (the logging HOWTO's "Optimization" switches; we print none of them).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    # Writes happen on a listener thread: a stalled stderr (busy disk, slow pipe) must not stall the
-    # event loop that answers every client (the logging cookbook's QueueHandler pattern).
-    stream = logging.StreamHandler()
-    stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s labvla-serve: %(message)s"))
     records: queue.SimpleQueue = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(records, stream)
-    listener.start()
-    atexit.register(listener.stop)  # flushes what is queued at exit
+    writer = _LogWriter(records, logging.Formatter("%(asctime)s %(levelname)s labvla-serve: %(message)s"))
+    writer.start()
+    atexit.register(writer.stop)  # writes what is still queued at exit
     # Our own logger tree: plugin/LeRobot imports may reconfigure the root logger after us.
     log = logging.getLogger("lerobot_labvla.serving")
-    log.handlers[:] = [logging.handlers.QueueHandler(records)]
+    log.handlers[:] = [_EnqueueHandler(records)]
     log.setLevel(level)
     log.propagate = False
 
