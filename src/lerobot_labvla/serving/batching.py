@@ -4,7 +4,8 @@ One worker runs one batch at a time. While it runs, new requests queue up; the n
 them all (up to `max_batch`). After the first request of a batch arrives, the batcher waits for
 more, but only while fewer requests are queued than there are open connections that could still
 send one (a lone client never waits), and at most `timeout_s` or half the recent model time,
-whichever is less: waiting longer than the model runs cannot pay off, so a fast model never waits.
+whichever is less: waiting longer than the model runs cannot pay off. A model faster than
+`INLINE_BELOW_S` skips all of this and runs on the event loop, one request at a time.
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ class Batcher:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labvla-infer")
         self._task: asyncio.Task | None = None
-        self.in_flight = 0  # submitted and not yet answered
         self._model_s: float | None = None  # moving average of one batch's model time
         self._thread_busy = False  # a batch is running on the worker thread
 
@@ -96,12 +96,8 @@ class Batcher:
             self._observe(infer_ms)
             return Result(actions[0], infer_ms, 0.0, 1)
         item = _Item(obs, asyncio.get_running_loop().create_future())
-        self.in_flight += 1
-        try:
-            self._queue.put_nowait(item)
-            return await item.future
-        finally:
-            self.in_flight -= 1
+        self._queue.put_nowait(item)
+        return await item.future
 
     async def _collect(self) -> list[_Item]:
         items = [await self._queue.get()]
