@@ -3,13 +3,12 @@
 import pytest
 
 
-@pytest.fixture
-def lab_scene():
+def build_lab_scene(grasp_assist: bool = False):
     from lerobot_labvla.sim import assets as A
     from lerobot_labvla.sim.robots.fr3 import HOME_QPOS
     from lerobot_labvla.sim.scene import SceneBuilder
 
-    b = SceneBuilder()
+    b = SceneBuilder(grasp_assist=grasp_assist)
     b.add_robot()
     b.add(A.beaker, "beaker", [0.5, -0.1, 0.0], radius=0.024)
     b.add(A.particles, "liquid", [0.5, -0.1, 0.004], 0.02, count=12)
@@ -28,3 +27,15 @@ def lab_scene():
     sim = b.build()
     sim.reset(HOME_QPOS)
     return sim
+
+
+@pytest.fixture
+def lab_scene():
+    """Physical grasps only (no weld assist)."""
+    return build_lab_scene()
+
+
+@pytest.fixture
+def lab_scene_assisted():
+    """The same scene with the grasp-assist weld (what pour_liquid uses)."""
+    return build_lab_scene(grasp_assist=True)

@@ -105,12 +105,20 @@ def test_open_skill_swings_the_door(lab_scene):
     assert door_angle(lab_scene, "cabinet") > math.radians(57)
 
 
-def test_pick_then_pour_transfers_most_particles(lab_scene):
+def test_pick_lifts_by_friction_alone(lab_scene):
     ctl, m = ArmController(lab_scene), Motion(lab_scene)
-    drive(lab_scene, ctl, pick(m, "beaker", lift=0.12, yaw=math.pi / 2))
-    assert lifted_and_held(lab_scene, "beaker", 0.0)
-    drive(lab_scene, ctl, pour(m, "beaker", "target"), extra_hold=10)
-    assert particles_inside(lab_scene, "liquid", "target") >= 0.7
+    drive(lab_scene, ctl, pick(m, "beaker", lift=0.12), extra_hold=20)
+    assert lab_scene.held is None and lifted_and_held(lab_scene, "beaker", 0.0)
+    assert particles_inside(lab_scene, "liquid", "beaker") == 1.0
+
+
+def test_pick_then_pour_transfers_most_particles(lab_scene_assisted):
+    sim = lab_scene_assisted
+    ctl, m = ArmController(sim), Motion(sim)
+    drive(sim, ctl, pick(m, "beaker", lift=0.12, yaw=math.pi / 2))
+    assert lifted_and_held(sim, "beaker", 0.0) and sim.held == "beaker"
+    drive(sim, ctl, pour(m, "beaker", "target"), extra_hold=10)
+    assert particles_inside(sim, "liquid", "target") >= 0.7
 
 
 def test_close_skill_shuts_an_open_door(lab_scene):

@@ -23,12 +23,14 @@ GRASPABLE_CATEGORIES = {"beaker", "flask", "graduated_cylinder", "test_tube", "b
 class SceneBuilder:
     """Collects assets under one world body; `build()` compiles them into a `Sim`."""
 
-    def __init__(self, timestep: float = 0.005, substeps: int = 10, bench_rgba=(0.55, 0.6, 0.62, 1)):
+    def __init__(self, timestep: float = 0.005, substeps: int = 10, bench_rgba=(0.55, 0.6, 0.62, 1),
+                 grasp_assist: bool = False):
         spec = mujoco.MjSpec()
         spec.compiler.degree = False  # MjSpec defaults to degrees
         spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
         spec.option.timestep = timestep
-        spec.option.noslip_iterations = 0
+        spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC  # with impratio: grasps that do not creep
+        spec.option.impratio = 10
         spec.visual.quality.shadowsize = 0
         spec.visual.quality.offsamples = 0
         spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
@@ -38,6 +40,7 @@ class SceneBuilder:
         self.spec = spec
         self.world = spec.worldbody
         self.substeps = substeps
+        self.grasp_assist = grasp_assist
         self.assets: dict[str, Asset] = {}
         self.world.add_geom(type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 3, 0.1], pos=[0, 0, -0.8],
                             rgba=[0.35, 0.33, 0.3, 1])
@@ -71,7 +74,7 @@ class SceneBuilder:
     def build(self) -> Sim:
         """Compile the spec into a runnable `Sim`."""
         for name, asset in self.assets.items():
-            if asset.graspable_sites and asset.category in GRASPABLE_CATEGORIES:
+            if self.grasp_assist and asset.graspable_sites and asset.category in GRASPABLE_CATEGORIES:
                 eq = self.spec.add_equality(type=mujoco.mjtEq.mjEQ_WELD, name=f"grasp_{name}", name1=ROBOT_PREFIX + "hand",
                                             name2=asset.body, objtype=mujoco.mjtObj.mjOBJ_BODY)
                 eq.active = False
@@ -100,9 +103,9 @@ class Sim:
         self._fingers = (m.body(ROBOT_PREFIX + "left_finger").id, m.body(ROBOT_PREFIX + "right_finger").id)
         self.robot_bodies = {b for b in range(m.nbody) if m.body(b).name.startswith(ROBOT_PREFIX)}
         self.device_on: dict[str, bool] = {}
-        # Grasp assist: the pad contact of the FR3 hand on round glassware creeps sideways under load
-        # (measured: ~2 cm while lifting 15 cm). A weld engages only while the gripper is commanded
-        # closed AND both fingers touch the object, so a grasp must still be physically achieved.
+        # Optional grasp assist (SceneBuilder(grasp_assist=True)): friction alone does not hold a
+        # beaker rolled past ~60 deg about the grip axis. A weld engages only while the gripper is
+        # commanded closed AND both fingers touch the object, so the grasp is still made physically.
         self.grasp_eq = {n: m.equality(f"grasp_{n}").id for n in assets if _has_eq(m, f"grasp_{n}")}
         self.held: str | None = None
         self._buttons = {n: a for n, a in assets.items() if "button" in a.articulation}

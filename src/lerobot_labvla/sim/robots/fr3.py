@@ -62,13 +62,17 @@ def fr3_spec() -> mujoco.MjSpec:
             act.gainprm[0] *= GRIPPER_GAIN_SCALE
             act.biasprm[1] *= GRIPPER_GAIN_SCALE
             act.biasprm[2] *= GRIPPER_GAIN_SCALE
-    # Grip only with flat rubber pads: the slanted finger mesh squeezes round objects out sideways.
+    # Grip only with the flat rubber pads (the slanted finger mesh squeezes round objects out
+    # sideways), stiff and grippy, with torsional/rolling friction (condim 6) so a held vessel
+    # neither creeps nor spins; the scene uses elliptic cones + impratio 10 for the same reason.
     for geom in spec.geoms:
         if geom.classname.name in PAD_CLASSES[1:]:
             geom.contype = geom.conaffinity = 0  # tiny pads whose edges wedge round objects sideways
         elif geom.classname.name == PAD_CLASSES[0]:
-            geom.friction = [1.5, 0.02, 0.001]
-            geom.condim = 4  # torsional friction, so a held vessel does not spin about the grip axis
+            geom.friction = [2.0, 0.05, 0.001]
+            geom.condim = 6
+            geom.solref = [0.004, 1.0]
+            geom.solimp = [0.95, 0.99, 0.001, 0.5, 2.0]
         elif geom.meshname == "finger_0":
             geom.contype = geom.conaffinity = 0
     for key in list(spec.keys):
