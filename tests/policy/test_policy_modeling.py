@@ -218,3 +218,15 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(ds7):
         results.append((loss.detach(), policy.expert.action_in.weight.grad.clone()))
     torch.testing.assert_close(results[0][0], results[1][0])
     torch.testing.assert_close(results[0][1], results[1][1])
+
+
+def test_bfloat16_backbone_trains_and_samples_float32_actions(ds7):
+    policy, pre, post = build(ds7, mode="ki", dtype="bfloat16")
+    assert policy.backbone.vlm.dtype == torch.bfloat16
+    batch = pre(raw_batch(ds7, size=2))
+    loss, _ = policy.forward(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    policy.eval()
+    actions = post(policy.predict_action_chunk(batch))
+    assert actions.dtype == torch.float32 and actions.shape == (2, 10, 7) and torch.isfinite(actions).all()
