@@ -11,7 +11,7 @@ from pathlib import Path
 from lerobot_labvla.errors import cli_errors
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(command: str) -> None:
     # LeRobot's converter and dataset tools draw a tqdm bar per step and log a torchcodec fallback
     # warning; a CLI that prints a summary should not drown it. tqdm reads TQDM_DISABLE only when
     # it is imported (already done by the plugin's LeRobot imports), hence the default patched here.
@@ -24,6 +24,8 @@ def _quiet_libraries() -> None:
     for name in ("lerobot", "datasets", "root", "torchcodec"):
         logging.getLogger(name).setLevel(logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
+    if command == "scan":
+        return  # scan imports neither HF datasets nor lerobot.datasets (its < 1 GiB budget; see reader.py)
     try:
         import datasets
 
@@ -96,7 +98,7 @@ def _split(value: str) -> list[str]:
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
+    _quiet_libraries(args.command)
     if args.command == "scan":
         from lerobot_labvla.data_process.scan import ScanConfig, scan_dataset, summary_table, write_report
 

@@ -1,7 +1,8 @@
 """Read a local LeRobot dataset (v2.1 or v3.0) episode by episode, without loading it whole.
 
-Metadata comes from LeRobot's own loaders (`LeRobotDatasetMetadata` for v3.0, the v2.1→v3.0
-converter's `legacy_load_*` for v2.1). Frame data is streamed with pyarrow, reading only the
+Metadata is read with json + pyarrow the way LeRobot's own loaders read it (`LeRobotDatasetMetadata`
+for v3.0, the v2.1→v3.0 converter's `legacy_load_*` for v2.1), without importing them: see
+`_open_v30`. Frame data is streamed with pyarrow, reading only the
 non-image columns asked for, so memory stays bounded by one episode (v2.1) or one record batch
 plus the current episode (v3.0), whatever the dataset size.
 """
@@ -147,76 +148,133 @@ def open_dataset(root: str | Path) -> DatasetView:
     )
 
 
-def _open_v30(root: Path, info: dict) -> DatasetView:
-    from lerobot.datasets.dataset_metadata import LeRobotDatasetMetadata
+# Metadata is read here with json + pyarrow, mirroring LeRobot 0.6.1's own loaders (v3.0:
+# `lerobot.datasets.io_utils.load_info/load_tasks/load_episodes`, as `LeRobotDatasetMetadata` calls
+# them; v2.1: `legacy_load_episodes/legacy_load_tasks` of `lerobot.scripts.convert_dataset_v21_to_v30`):
+# same files, same columns, same ordering, same failures. Importing those loaders imports torch
+# through `lerobot.datasets`, and the scan's < 1 GiB peak-RSS budget cannot afford that on a CUDA
+# torch build (`import lerobot.datasets.dataset_metadata` alone peaks at ~1.07 GB). `clean` and
+# `stats` still go through LeRobot's own code (they write / compute with it).
+# Paths copied from lerobot.datasets.utils (LeRobot 0.6.1).
+EPISODES_DIR = "meta/episodes"
+DEFAULT_TASKS_PATH = "meta/tasks.parquet"
+DEFAULT_DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+DEFAULT_VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+LEGACY_EPISODES_PATH = "meta/episodes.jsonl"
+LEGACY_TASKS_PATH = "meta/tasks.jsonl"
 
+
+def _load_v30_tasks(root: Path) -> dict[int, str]:
+    """`io_utils.load_tasks`: `pd.read_parquet(meta/tasks.parquet)`, task text as the index."""
+    table = pq.read_table(root / DEFAULT_TASKS_PATH)
+    pandas_meta = table.schema.pandas_metadata or {}
+    index_cols = [c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)]
+    text_col = index_cols[0] if index_cols else "task"
+    if text_col not in table.column_names or "task_index" not in table.column_names:
+        raise ValueError(f"{DEFAULT_TASKS_PATH} has columns {table.column_names}; expected task (index) and task_index")
+    texts = table.column(text_col).to_pylist()
+    indices = table.column("task_index").to_pylist()
+    return {int(i): str(t) for t, i in zip(texts, indices, strict=True)}
+
+
+def _load_v30_episodes(root: Path, columns: list[str]) -> dict[str, list]:
+    """`io_utils.load_episodes`: every meta/episodes/*/*.parquet in sorted path order, concatenated
+    (`datasets.Dataset.from_parquet`); only `columns` are read (LeRobot drops `stats/*` the same way)."""
+    paths = sorted((root / EPISODES_DIR).glob("*/*.parquet"))
+    if not paths:
+        raise FileNotFoundError(f"Provided directory does not contain any parquet file: {root / EPISODES_DIR}")
+    tables = []
+    for path in paths:
+        pf = pq.ParquetFile(path)
+        tables.append(pf.read(columns=[c for c in columns if c in pf.schema_arrow.names]))
+    table = pa.concat_tables(tables)  # raises on files with different schemas, as from_parquet does
+    return table.to_pydict()
+
+
+def _open_v30(root: Path, info: dict) -> DatasetView:
     # LeRobotDatasetMetadata falls back to the Hub when a local file is missing; with no network
-    # that ends in an opaque Hub error, so name the missing file ourselves first.
+    # that ends in an opaque Hub error, so name the missing file ourselves.
     missing = []
-    if int(info.get("total_episodes", 0)) > 0 and not list((root / "meta" / "episodes").glob("*/*.parquet")):
+    if int(info.get("total_episodes", 0)) > 0 and not list((root / EPISODES_DIR).glob("*/*.parquet")):
         missing.append("meta/episodes/chunk-*/file-*.parquet")
-    if int(info.get("total_tasks", 0)) > 0 and not (root / "meta" / "tasks.parquet").is_file():
-        missing.append("meta/tasks.parquet")
+    if int(info.get("total_tasks", 0)) > 0 and not (root / DEFAULT_TASKS_PATH).is_file():
+        missing.append(DEFAULT_TASKS_PATH)
     if missing:
         raise LabVLAError(f"{root} is a v3.0 dataset without {', '.join(missing)}; restore the meta/ folder")
+    video_keys = [k for k, ft in info["features"].items() if ft["dtype"] == "video"]
+    data_tpl = info.get("data_path") or DEFAULT_DATA_PATH
+    video_tpl = info.get("video_path") or DEFAULT_VIDEO_PATH
+    wanted = ["episode_index", "length", "tasks", "data/chunk_index", "data/file_index", "dataset_from_index"]
+    for key in video_keys:
+        wanted += [f"videos/{key}/{c}" for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")]
     try:
-        meta = LeRobotDatasetMetadata(repo_id=f"local/{root.name}", root=root)
-    except Exception as exc:  # LeRobot raises many types here (arrow, Hub, version errors)
-        raise LabVLAError(f"LeRobot could not read the metadata of {root}: {type(exc).__name__}: {exc}") from exc
+        # As LeRobotDatasetMetadata._load_metadata: tables only read when the totals say they exist.
+        tasks = _load_v30_tasks(root) if int(info.get("total_tasks", 0)) > 0 else {}
+        cols = _load_v30_episodes(root, wanted) if int(info.get("total_episodes", 0)) > 0 else {}
+        for c in wanted[:6]:
+            if cols and c not in cols:
+                raise KeyError(f"meta/episodes has no column {c!r}")
+    except Exception as exc:  # arrow, OS and key errors
+        raise LabVLAError(f"could not read the v3.0 metadata of {root}: {type(exc).__name__}: {exc}") from exc
 
-    tasks: dict[int, str] = {}
-    if meta.tasks is not None:
-        tasks = {int(row.task_index): str(task) for task, row in meta.tasks.iterrows()}
     episodes: list[EpisodeRef] = []
-    if meta.episodes is not None:
-        wanted = ["episode_index", "length", "tasks", "data/chunk_index", "data/file_index", "dataset_from_index"]
-        for key in meta.video_keys:
-            wanted += [f"videos/{key}/{c}" for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")]
-        cols = meta.episodes.select_columns([c for c in wanted if c in meta.episodes.column_names]).to_dict()
-        for i in range(len(cols["episode_index"])):
-            videos = {}
-            for key in meta.video_keys:
-                if f"videos/{key}/chunk_index" not in cols:
-                    continue
-                videos[key] = VideoRef(
-                    path=Path(
-                        meta.video_path.format(
-                            video_key=key,
-                            chunk_index=cols[f"videos/{key}/chunk_index"][i],
-                            file_index=cols[f"videos/{key}/file_index"][i],
-                        )
-                    ),
-                    from_timestamp=float(cols[f"videos/{key}/from_timestamp"][i]),
-                    to_timestamp=float(cols[f"videos/{key}/to_timestamp"][i]),
-                )
-            episodes.append(
-                EpisodeRef(
-                    index=int(cols["episode_index"][i]),
-                    length=int(cols["length"][i]),
-                    tasks=list(cols["tasks"][i] or []),
-                    data_path=Path(
-                        meta.data_path.format(
-                            chunk_index=cols["data/chunk_index"][i], file_index=cols["data/file_index"][i]
-                        )
-                    ),
-                    row_start=int(cols["dataset_from_index"][i]),
-                    videos=videos,
-                )
+    for i in range(len(cols.get("episode_index", []))):
+        videos = {}
+        for key in video_keys:
+            if f"videos/{key}/chunk_index" not in cols:
+                continue
+            videos[key] = VideoRef(
+                path=Path(
+                    video_tpl.format(
+                        video_key=key,
+                        chunk_index=cols[f"videos/{key}/chunk_index"][i],
+                        file_index=cols[f"videos/{key}/file_index"][i],
+                    )
+                ),
+                from_timestamp=float(cols[f"videos/{key}/from_timestamp"][i]),
+                to_timestamp=float(cols[f"videos/{key}/to_timestamp"][i]),
             )
+        episodes.append(
+            EpisodeRef(
+                index=int(cols["episode_index"][i]),
+                length=int(cols["length"][i]),
+                tasks=list(cols["tasks"][i] or []),
+                data_path=Path(
+                    data_tpl.format(chunk_index=cols["data/chunk_index"][i], file_index=cols["data/file_index"][i])
+                ),
+                row_start=int(cols["dataset_from_index"][i]),
+                videos=videos,
+            )
+        )
     return DatasetView(root=root, version=V30, info=info, episodes=episodes, tasks=tasks)
 
 
-def _open_v21(root: Path, info: dict) -> DatasetView:
-    from lerobot.datasets.utils import LEGACY_EPISODES_PATH, LEGACY_TASKS_PATH
-    from lerobot.scripts.convert_dataset_v21_to_v30 import legacy_load_episodes, legacy_load_tasks
+def _load_jsonlines(path: Path) -> list:
+    """`convert_dataset_v21_to_v30.load_jsonlines` (`list(jsonlines.open(path))`): one JSON value
+    per line; a blank or broken line is an error (jsonlines' default, skip_empty=False)."""
+    import json
 
+    items = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                items.append(json.loads(line))
+            except ValueError as exc:
+                raise ValueError(f"line {lineno} of {path.name} is not valid JSON: {exc}") from exc
+    return items
+
+
+def _open_v21(root: Path, info: dict) -> DatasetView:
     for rel in (LEGACY_EPISODES_PATH, LEGACY_TASKS_PATH):
         if not (root / rel).is_file():
             raise LabVLAError(f"{root} is a v2.1 dataset without {rel}; restore the meta/ folder")
     try:
-        legacy_episodes = legacy_load_episodes(root)
-        tasks, _ = legacy_load_tasks(root)
-    except Exception as exc:  # jsonlines raises its own types for broken lines
+        # legacy_load_episodes / legacy_load_tasks: dicts keyed by index, sorted by index.
+        items = _load_jsonlines(root / LEGACY_EPISODES_PATH)
+        legacy_episodes = {item["episode_index"]: item for item in sorted(items, key=lambda x: x["episode_index"])}
+        items = _load_jsonlines(root / LEGACY_TASKS_PATH)
+        tasks = {item["task_index"]: item["task"] for item in sorted(items, key=lambda x: x["task_index"])}
+    except Exception as exc:  # broken lines, missing keys
         raise LabVLAError(f"cannot read the v2.1 metadata of {root}: {type(exc).__name__}: {exc}") from exc
 
     chunks_size = int(info.get("chunks_size", 1000))
