@@ -88,7 +88,7 @@ def bench_raw(steps: int, size: int) -> float:
 
 def bench_vector(steps: int, size: int, n_envs: int) -> float:
     """Total env steps per second of LabUtopia's `create_envs` (async forkserver workers when n_envs > 1)."""
-    import lerobot_labvla  # noqa: F401  (registers the EnvConfig)
+    import lerobot_labvla.plugin  # noqa: F401  (registers the EnvConfig)
     from lerobot.envs.configs import EnvConfig
 
     cfg = EnvConfig.get_choice_class("labutopia")(task=TASK, image_size=size, episode_length=10_000)

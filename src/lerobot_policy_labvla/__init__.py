@@ -1,3 +1,3 @@
 """Discovery shim: LeRobot imports the module named like the distribution (`lerobot_policy_labvla`)."""
 
-import lerobot_labvla  # noqa: F401  (registration side effects)
+import lerobot_labvla.plugin  # noqa: F401  (registration side effects)

@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import lerobot_labvla  # noqa: F401  (registers LabUtopia/<Task>-v0 and --env.type=labutopia)
+import lerobot_labvla.plugin  # noqa: F401  (registers LabUtopia/<Task>-v0 and --env.type=labutopia)
 from lerobot_labvla.envs.labutopia import GYM_IDS
 from lerobot_labvla.errors import LabVLAError
 

@@ -27,11 +27,11 @@ from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.policy.action_expert import ActionExpert
 from lerobot_labvla.policy.backbone import QwenBackbone, build_vlm, load_tokenizer
 from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
+from lerobot_labvla.policy.processor_labvla import PROMPT_KEY  # importing it registers the steps checkpoints name
 from lerobot_labvla.policy.fast_tokenizer import FILE_NAME as FAST_FILE, FastTokenizer
 
 logger = logging.getLogger(__name__)
 
-PROMPT_KEY = "prompt"
 TOKENIZER_DIR = "tokenizer"
 REQUIRED_STATS = {
     NormalizationMode.MEAN_STD: ("mean", "std"),
