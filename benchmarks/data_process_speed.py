@@ -27,15 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+from _offline import offline_env
+
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "HF_HOME": str(ROOT / ".cache" / "hf"),
-    "HF_LEROBOT_HOME": str(ROOT / ".cache" / "lerobot"),
-    "TOKENIZERS_PARALLELISM": "false",
-    "TQDM_DISABLE": "1",
-}
+ENV = offline_env(TQDM_DISABLE="1")
 
 # Each measurement: code run in a fresh interpreter after the imports; `root` is the dataset.
 MEASURES = {
@@ -91,7 +86,7 @@ def build_dataset(root: Path, episodes: int, frames: int) -> float:
         "make_state_action_dataset(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))"
     )
     subprocess.run([sys.executable, "-c", code, str(root), str(episodes), str(frames)], check=True,
-                   env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
 
@@ -99,7 +94,7 @@ def measure(name: str, root: Path, episodes: int, frames: int) -> dict:
     imports, body = MEASURES[name]
     code = CHILD.format(imports=imports, body=body)
     proc = subprocess.run([sys.executable, "-c", code, str(root), str(episodes), str(frames)], capture_output=True,
-                          text=True, env={**os.environ, **ENV}, check=False)
+                          text=True, env=ENV, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -112,7 +107,7 @@ def measure_cli(root: Path, episodes: int, report: Path) -> dict:
     t0 = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.run([str(exe), "scan", "--root", str(root), "--out", str(report), "--quiet"],
-                          capture_output=True, text=True, env={**os.environ, **ENV}, check=False)
+                          capture_output=True, text=True, env=ENV, check=False)
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"labvla-data scan failed: {proc.stderr[-2000:]}")

@@ -35,17 +35,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from _offline import offline_env
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "benchmarks" / "serving"
 RESULTS = ROOT / "benchmarks" / "results" / "serving.json"
-ENV = {
-    **os.environ,
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "HF_HOME": str(ROOT / ".cache" / "hf"),
-    "HF_LEROBOT_HOME": str(ROOT / ".cache" / "lerobot"),
-    "TOKENIZERS_PARALLELISM": "false",
-}
+ENV = offline_env()
 PY = sys.executable
 
 # openpi's server, verbatim from Physical-Intelligence/openpi@15a9616a00943ada6c20a0f158e3adb39df2ccac
