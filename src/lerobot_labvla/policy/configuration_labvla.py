@@ -178,7 +178,7 @@ class LabVLAConfig(PreTrainedConfig):
 
     @property
     def camera_keys(self) -> list[str]:
-        return [k for k, f in self.input_features.items() if f.type is FeatureType.VISUAL]
+        return list(self.image_features)
 
     @property
     def uses_fast(self) -> bool:
