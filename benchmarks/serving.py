@@ -1,6 +1,6 @@
 """Serving latency and throughput: `labvla-serve` next to openpi's own server, same run, same client.
 
-    .venv/bin/python benchmarks/serving.py [--requests 480] [--clients 1 4 16] [--rounds 8] [--repeats 3]
+    .venv/bin/python benchmarks/serving.py [--requests 960] [--clients 1 4 16] [--rounds 8] [--repeats 5]
 
 Prints a table and writes benchmarks/results/serving.json.
 
@@ -145,7 +145,7 @@ LABVLA_ZERO_SERVER = textwrap.dedent(
     import asyncio, logging, sys
     import numpy as np
     from lerobot_labvla.serving.observations import ObservationSpec
-    from lerobot_labvla.serving.websocket_server import InferenceServer, _setup_logging
+    from lerobot_labvla.serving.websocket_server import InferenceServer, prepare_process
 
     class ZeroRunner:
         spec = ObservationSpec(
@@ -158,7 +158,7 @@ LABVLA_ZERO_SERVER = textwrap.dedent(
         def infer(self, obs):
             return np.zeros((len(obs), 10, 7), np.float32)
 
-    _setup_logging("INFO")  # the per-request log line stays on, as in production
+    prepare_process("INFO")  # as labvla-serve does: the per-request log line stays on, allocator tuned
     asyncio.run(InferenceServer(ZeroRunner(), "127.0.0.1", 0, max_batch=int(sys.argv[1])).run())
     """
 )
@@ -374,10 +374,10 @@ def tiny_checkpoint() -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requests", type=int, default=480, help="timed requests per server and client count")
+    ap.add_argument("--requests", type=int, default=960, help="timed requests per server, client count and run")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--rounds", type=int, default=8, help="alternating rounds the requests are split into")
-    ap.add_argument("--repeats", type=int, default=3, help="independent runs of the openpi/labvla comparison")
+    ap.add_argument("--repeats", type=int, default=5, help="independent runs of the openpi/labvla comparison")
     ap.add_argument("--throughput-requests", type=int, default=320, help="timed requests per server, 16 clients")
     args = ap.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -405,17 +405,20 @@ def main() -> None:
         for group, n_repeats in ((zero, args.repeats), (["labvla+model"], 1)):
             for n in args.clients:
                 per_round = max(1, args.requests // (n * args.rounds))
+                pooled: dict[str, dict] = {k: {"rows": [], "wall_s": 0.0} for k in group}
                 for rep in range(n_repeats):
                     res = load(client_py, [url[k] for k in group], n, per_round, args.rounds)
                     for k in group:
                         s = summarize(res[url[k]])
                         repeats.setdefault(k, {}).setdefault(n, []).append(s)
+                        pooled[k]["rows"] += res[url[k]]["rows"]
+                        pooled[k]["wall_s"] += res[url[k]]["wall_s"]
+                        pooled[k]["client"] = res[url[k]]["client"]
                         print(f"  {k:13s} clients={n:2d} run {rep + 1}  overhead p50 {s['overhead_p50_ms']:6.2f} ms  p99 "
                               f"{s['overhead_p99_ms']:6.2f} ms  (rtt p50 {s['rtt_p50_ms']:.2f}, n={s['n']})", flush=True)
-                for k in group:  # the run with the median p50 stands for the configuration
-                    runs = sorted(repeats[k][n], key=lambda s: s["overhead_p50_ms"])
+                for k in group:  # percentiles over all runs' requests together; each run's listed too
                     overhead.setdefault(k, {})[n] = {
-                        **runs[len(runs) // 2],
+                        **summarize(pooled[k]),
                         "runs_overhead_p50_ms": [r["overhead_p50_ms"] for r in repeats[k][n]],
                         "runs_overhead_p99_ms": [r["overhead_p99_ms"] for r in repeats[k][n]],
                     }
@@ -430,7 +433,7 @@ def main() -> None:
     speedup = throughput["labvla+model"]["requests_per_s"] / throughput["labvla+model, no batching"]["requests_per_s"]
 
     print("\nProtocol overhead = round trip - server_timing.infer_ms (ms); two 224x224x3 uint8 images + state + prompt")
-    print("(median run of --repeats; every run's p50 / p99 in brackets)")
+    print("(percentiles over the requests of all --repeats runs together; each run's p50 / p99 in brackets)")
     print(f"{'server':14s} {'clients':>7s} {'p50':>7s} {'p99':>7s} {'rtt p50':>8s} {'infer p50':>9s} {'batch':>6s}  runs")
     for name, rows in overhead.items():
         for n, s in rows.items():
@@ -449,7 +452,8 @@ def main() -> None:
         "client": client_note,
         "openpi_server": "Physical-Intelligence/openpi@15a9616 websocket_policy_server.py, zero policy" if have_openpi else None,
         "method": f"servers alternate in {args.rounds} rounds (+1 warm-up round each), {args.repeats} runs of the "
-                  "openpi/labvla comparison (median-p50 run reported, all runs listed); overhead = rtt - infer_ms",
+                  "openpi/labvla comparison (percentiles over all runs' requests pooled, each run's listed); "
+                  "overhead = rtt - infer_ms",
         "overhead": {k: {str(n): s for n, s in v.items()} for k, v in overhead.items()},
         "throughput_16_clients": throughput,
         "batching_speedup": speedup,

@@ -1,6 +1,7 @@
 """The batcher on its own: concurrent requests share model calls; one failure stays with its request."""
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -66,3 +67,28 @@ def test_max_batch_is_respected(max_batch):
 
     run(main())
     assert max(calls) <= max_batch
+
+
+def test_a_fast_model_stays_on_the_event_loop_through_a_preempted_call():
+    # A ~µs model runs inline on the loop. One call that happens to take 20 ms (the OS preempted it)
+    # must not move the following requests onto the worker thread.
+    threads: list = []
+    slow_calls = {3}
+
+    def infer(obs: list) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        if len(threads) in slow_calls:
+            time.sleep(0.02)
+        return np.zeros((len(obs), 10, 7), np.float32)
+
+    async def main():
+        b = Batcher(infer, max_batch=8, timeout_s=0.005)
+        b.start()
+        for i in range(12):
+            await b.submit(i)
+        await b.stop()
+
+    run(main())
+    loop_thread = threading.current_thread().name
+    assert threads[0] != loop_thread  # the first call has no timing yet: worker thread
+    assert threads[1:] == [loop_thread] * 11, threads

@@ -40,10 +40,15 @@ def _pack_default(obj: Any) -> Any:
     raise TypeError(f"cannot send a {type(obj).__name__} over msgpack")
 
 
+@functools.lru_cache(maxsize=64)
+def _dtype(name: Any) -> np.dtype:
+    return np.dtype(name)
+
+
 def _unpack_hook(obj: dict) -> Any:
     if b"__ndarray__" in obj:
         try:
-            dtype = np.dtype(obj[b"dtype"])
+            dtype = _dtype(obj[b"dtype"])  # the same few dtype strings arrive in every request
             if dtype.kind not in _ALLOWED_KINDS:
                 raise WireFormatError(f"array dtype {dtype} is not allowed; send bool, int, uint or float arrays")
             # Zero copy: a read-only view on the received bytes; numpy checks the byte count.

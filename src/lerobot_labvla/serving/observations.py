@@ -119,8 +119,18 @@ class KeyMapper:
     def __post_init__(self) -> None:
         self.aliases = {**default_aliases(self.spec), **self.user_map}
         self._targets = set(self.spec.targets())
+        self._resolved: dict[str, str | None] = {}  # clients send the same keys every request
 
     def resolve(self, key: str) -> str | None:
+        try:
+            return self._resolved[key]
+        except KeyError:
+            target = self._resolve(key)
+            if len(self._resolved) < 4096:  # bounded: a client may send arbitrary extra keys
+                self._resolved[key] = target
+            return target
+
+    def _resolve(self, key: str) -> str | None:
         if key in self.aliases:
             return self.aliases[key]
         if key in self._targets:
@@ -168,7 +178,7 @@ def check_image(key: str, value: Any, expected_chw: tuple[int, int, int]) -> np.
 def check_vector(key: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
     """A finite float vector of exactly the checkpoint's shape; returns float32."""
     try:
-        arr = np.asarray(value, dtype=np.float32)
+        arr = value if type(value) is np.ndarray and value.dtype == np.float32 else np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
         raise BadRequest(f"{key}: expected {shape} numbers, got {type(value).__name__}") from None
     if arr.shape != shape:
@@ -176,9 +186,8 @@ def check_vector(key: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
             arr = arr.reshape(shape)  # a leading batch dim of 1 is fine
         else:
             raise BadRequest(f"{key}: shape {tuple(arr.shape)} does not match the checkpoint's {shape}")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        raise BadRequest(f"{key}: contains NaN or inf at index {np.argwhere(bad)[0].tolist()}")
+    if not np.isfinite(arr).all():
+        raise BadRequest(f"{key}: contains NaN or inf at index {np.argwhere(~np.isfinite(arr))[0].tolist()}")
     return arr
 
 
@@ -203,15 +212,18 @@ class Observation:
 
 def validate(mapped: dict[str, Any], spec: ObservationSpec, mapper: KeyMapper) -> Observation:
     """Check every input the checkpoint needs; raise `BadRequest` on the first problem."""
-    missing = [t for t in [*spec.cameras, *spec.vectors] if t not in mapped]
-    if spec.needs_task and TASK not in mapped:
-        missing.append(TASK)
-    if missing:
+    try:
+        images = {k: check_image(k, mapped[k], shape) for k, shape in spec.cameras.items()}
+        vectors = {k: check_vector(k, mapped[k], shape) for k, shape in spec.vectors.items()}
+        task = check_task(mapped[TASK]) if spec.needs_task or TASK in mapped else ""
+    except KeyError:  # rare: name every missing key at once, not just the first
+        missing = [t for t in [*spec.cameras, *spec.vectors] if t not in mapped]
+        if spec.needs_task and TASK not in mapped:
+            missing.append(TASK)
+        if not missing:
+            raise  # a KeyError from a check itself: a bug, not the client's
         wanted = "; ".join(f"{t} (send as one of {mapper.expected_names(t)})" for t in missing)
-        raise BadRequest(f"missing observation key(s): {wanted}. Map other names with --key-map")
-    images = {k: check_image(k, mapped[k], shape) for k, shape in spec.cameras.items()}
-    vectors = {k: check_vector(k, mapped[k], shape) for k, shape in spec.vectors.items()}
-    task = check_task(mapped[TASK]) if TASK in mapped else ""
+        raise BadRequest(f"missing observation key(s): {wanted}. Map other names with --key-map") from None
     return Observation(images=images, vectors=vectors, task=task)
 
 

@@ -37,7 +37,7 @@ from websockets.asyncio.server import Request, Response, ServerConnection, serve
 
 from lerobot_labvla.errors import LabVLAError, cli_errors
 from lerobot_labvla.serving import msgpack_numpy
-from lerobot_labvla.serving.batching import Batcher
+from lerobot_labvla.serving.batching import Batcher, Result
 from lerobot_labvla.serving.observations import (
     BadRequest,
     KeyMapper,
@@ -52,6 +52,19 @@ logger = logging.getLogger("lerobot_labvla.serving.server")
 
 OPENPI_PATHS = ("/", "/openpi")
 SIMPLE_PATHS = ("/simple",)
+RECV_CHUNK_BYTES = 1 << 20
+
+
+ACCESS_FORMAT = "%s %s #%d ok batch=%d queue_ms=%.1f infer_ms=%.1f total_ms=%.1f"
+
+
+def _log_request(peer: str, path: str, n: int, result: Result, total_ms: float) -> None:
+    logger.info(ACCESS_FORMAT, peer, path, n, result.batch_size, result.queue_ms, result.infer_ms, total_ms)
+
+
+# The per-request log line. `prepare_process` (the CLI) swaps in a cheaper sink that only enqueues the
+# values on the event loop; library users get plain `logging`.
+_access_log: Callable[[str, str, int, Result, float], None] = _log_request
 
 
 class Runner(Protocol):
@@ -118,26 +131,36 @@ class InferenceServer:
         packer = msgpack_numpy.Packer()
         self._connections.add(ws)
         logger.info("%s connected on %s", peer, path)
+        if hasattr(ws.transport, "max_size"):
+            # asyncio's selector transport reads at most 256 KiB per recv() (a class attribute meant
+            # to be tuned); a request with two 224x224 images is ~300 KB, so each took two or more
+            # reads, each with its own buffer, parser wake-up and ACK. Reading up to 1 MiB at once
+            # cut the server's CPU per request by ~10% at 16 clients (A/B with benchmarks/serving.py's
+            # load generator). Other event loops (uvloop) have no such attribute and are left alone.
+            ws.transport.max_size = RECV_CHUNK_BYTES
+        access = _access_log if logger.isEnabledFor(logging.INFO) else None
         try:
             if not simple:
                 await ws.send(packer.pack(self.metadata))
             prev_total_ms = None
             n = 0
-            async for message in ws:
+            while True:
+                message = await ws.recv()  # (`async for` adds an async generator step per message)
                 n += 1
                 t0 = time.perf_counter()
                 self._busy += 1
                 try:
-                    reply, ok, log = await self._answer(message, simple, packer, prev_total_ms)
+                    reply, outcome = await self._answer(message, simple, packer, prev_total_ms)
                     await ws.send(reply)
                 finally:
                     self._busy -= 1
                 total_ms = (time.perf_counter() - t0) * 1000
-                if ok:
+                if type(outcome) is Result:
                     prev_total_ms = total_ms
-                    logger.info("%s %s #%d %s total_ms=%.1f", peer, path, n, log, total_ms)
+                    if access is not None:
+                        access(peer, path, n, outcome, total_ms)
                 else:
-                    logger.warning("%s %s #%d error: %s (%.1f ms)", peer, path, n, log, total_ms)
+                    logger.warning("%s %s #%d error: %s (%.1f ms)", peer, path, n, outcome, total_ms)
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -146,8 +169,8 @@ class InferenceServer:
 
     async def _answer(
         self, message: str | bytes, simple: bool, packer: Any, prev_total_ms: float | None
-    ) -> tuple[str | bytes, bool, str]:
-        """→ (frame to send, ok, log text). Never raises for a client's mistake."""
+    ) -> tuple[str | bytes, Result | str]:
+        """→ (frame to send, the `Result` or the error text). Never raises for a client's mistake."""
         try:
             if self._draining:
                 raise BadRequest("server is shutting down (SIGTERM); reconnect to another replica")
@@ -164,21 +187,22 @@ class InferenceServer:
                 obs = await asyncio.to_thread(decode_simple, raw, self.runner.spec)
             else:
                 obs = decode_openpi(raw, self.runner.spec, self.mapper)
-            result = await self.batcher.submit(obs)
+            result = self.batcher.try_inline(obs)
+            if result is None:
+                result = await self.batcher.enqueue(obs)
         except (ValueError, RuntimeError) as exc:  # BadRequest, WireFormatError, inference failures
             text = str(exc)
-            return (packer.pack({"error": text}) if simple else text), False, text
+            return (packer.pack({"error": text}) if simple else text), text
         except Exception as exc:  # a bug on our side must not cost the client its connection
             logger.exception("unexpected error while answering a request")
             text = f"internal server error: {type(exc).__name__}: {exc}"
-            return (packer.pack({"error": text}) if simple else text), False, text
-        log = f"ok batch={result.batch_size} queue_ms={result.queue_ms:.1f} infer_ms={result.infer_ms:.1f}"
+            return (packer.pack({"error": text}) if simple else text), text
         if simple:
-            return packer.pack({"actions": result.actions.tolist()}), True, log
+            return packer.pack({"actions": result.actions.tolist()}), result
         timing = {"infer_ms": result.infer_ms, "queue_ms": result.queue_ms, "batch_size": result.batch_size}
         if prev_total_ms is not None:
             timing["prev_total_ms"] = prev_total_ms
-        return packer.pack({"actions": result.actions, "server_timing": timing}), True, log
+        return packer.pack({"actions": result.actions, "server_timing": timing}), result
 
     # --- lifecycle --------------------------------------------------------------------------
     async def run(self, on_ready: Callable[[int], None] | None = None) -> None:
@@ -261,29 +285,46 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class _LogWriter(threading.Thread):
-    """Writes queued log records to stderr every `period_s`, all of a tick in one write.
+    """Writes queued log lines to stderr every `period_s`, all of a tick in one write.
 
-    The event loop only enqueues a record (a few µs); formatting and I/O happen here, and one wake-up
-    per tick instead of one per request keeps this thread from competing with the loop for the CPU
-    and the GIL when many clients are served at once.
+    The event loop only enqueues: a LogRecord (formatted here), or the per-request line, which the
+    loop formats itself for ~1 µs (`access`). Formatting hundreds of per-request records here instead
+    held the GIL for most of a millisecond every tick, stalling the loop: a p99 cost at 16 clients.
+    One wake-up per tick instead of one per request keeps this thread from competing with the loop
+    for the CPU and the GIL; the write itself releases the GIL.
     """
 
-    def __init__(self, records: queue.SimpleQueue, formatter: logging.Formatter, period_s: float = 0.05):
+    def __init__(self, records: queue.SimpleQueue, formatter: logging.Formatter, period_s: float = 0.1):
         super().__init__(name="labvla-log", daemon=True)
         self.records, self.formatter, self.period_s = records, formatter, period_s
         self._stopped = threading.Event()
+        self._second, self._stamp = -1, ""
 
     def run(self) -> None:
         while not self._stopped.wait(self.period_s):
             self.flush()
 
+    def access(self, peer: str, path: str, n: int, result: Result, total_ms: float) -> None:
+        """The per-request line's sink on the event loop (see `_access_log`).
+
+        The text `Formatter(LOG_FORMAT)` would give the LogRecord, with the date formatted once per
+        second instead of once per line (strftime and the LogRecord dominated the cost of a line).
+        """
+        t = time.time()
+        second = int(t)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        self.records.put(ACCESS_LINE % (self._stamp, (t - second) * 1000, peer, path, n, result.batch_size,
+                                        result.queue_ms, result.infer_ms, total_ms))
+
     def flush(self) -> None:
         lines = []
         while True:
             try:
-                lines.append(self.formatter.format(self.records.get_nowait()))
+                item = self.records.get_nowait()
             except queue.Empty:
                 break
+            lines.append(item if type(item) is str else self.formatter.format(item))
         if lines:
             sys.stderr.write("\n".join(lines) + "\n")
             sys.stderr.flush()
@@ -298,13 +339,45 @@ class _EnqueueHandler(logging.handlers.QueueHandler):
         return record  # formatted later by `_LogWriter`; our log arguments are immutable values
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s labvla-serve: %(message)s"
+ACCESS_LINE = "%s,%03d INFO labvla-serve: " + ACCESS_FORMAT
+
+
+def _tune_allocator() -> None:
+    """Keep glibc's malloc from returning memory to the kernel between requests.
+
+    Every request allocates and frees ~1.5 MB of short-lived buffers (socket reads, the websockets
+    frame, the unmasked payload, the decoded images). With glibc's defaults, blocks this large either
+    come from mmap() or sit at the top of the heap, which is trimmed on free, so the next request
+    page-faults the same memory back in: ~8 faults per request, ~6% of the server's CPU at 16 clients
+    (A/B with benchmarks/serving.py's load generator; ~1 fault per request after). Fixed thresholds
+    keep up to 64 MiB of freed heap for reuse. No-op where `mallopt` does not exist (macOS, Windows).
+    """
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 16 << 20)
+    mallopt(m_trim_threshold, 64 << 20)
+
+
+def prepare_process(log_level: str) -> None:
+    """What `labvla-serve` sets up for its process before serving: logging and the allocator."""
+    _setup_logging(log_level)
+    _tune_allocator()
+
+
 def _setup_logging(level: str) -> None:
     # A log line per request must stay cheap next to a ~1 ms round trip: skip the caller-frame lookup
     # and the thread/process fields (the logging HOWTO's "Optimization" switches; we print none of them).
+    global _access_log
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     records: queue.SimpleQueue = queue.SimpleQueue()
-    writer = _LogWriter(records, logging.Formatter("%(asctime)s %(levelname)s labvla-serve: %(message)s"))
+    writer = _LogWriter(records, logging.Formatter(LOG_FORMAT))
     writer.start()
     atexit.register(writer.stop)  # writes what is still queued at exit
     # Our own logger tree: plugin/LeRobot imports may reconfigure the root logger after us.
@@ -312,12 +385,13 @@ def _setup_logging(level: str) -> None:
     log.handlers[:] = [_EnqueueHandler(records)]
     log.setLevel(level)
     log.propagate = False
+    _access_log = writer.access
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    _setup_logging(args.log_level.upper())
+    prepare_process(args.log_level.upper())
     for flag, value in (("--max-batch", args.max_batch), ("--max-message-mb", args.max_message_mb),
                         ("--actions-per-chunk", 1 if args.actions_per_chunk is None else args.actions_per_chunk)):
         if value <= 0:
