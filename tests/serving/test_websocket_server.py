@@ -158,3 +158,28 @@ def test_cli_bad_checkpoint_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: LabVLAError:")
     assert "config.json" in proc.stderr
+
+
+def test_fast_request_log_line_is_what_logging_would_print(monkeypatch):
+    # labvla-serve formats its per-request line itself (cheaper than a LogRecord); it must read exactly
+    # like the rest of the server's log, so log tooling can parse one format.
+    import logging
+    import queue
+
+    from lerobot_labvla.serving import websocket_server as ws_mod
+    from lerobot_labvla.serving.batching import Result
+
+    t = 1_790_000_123.4567
+    monkeypatch.setattr(ws_mod.time, "time", lambda: t)
+    records: queue.SimpleQueue = queue.SimpleQueue()
+    formatter = logging.Formatter(ws_mod.LOG_FORMAT)
+    writer = ws_mod._LogWriter(records, formatter)
+    result = Result(np.zeros((10, 7), np.float32), infer_ms=12.345, queue_ms=0.25, batch_size=3)
+    writer.access("127.0.0.1:5555", "/", 7, result, 14.06)
+    fast = records.get_nowait()
+
+    record = logging.LogRecord("lerobot_labvla.serving.server", logging.INFO, "", 0, ws_mod.ACCESS_FORMAT,
+                               ("127.0.0.1:5555", "/", 7, 3, 0.25, 12.345, 14.06), None)
+    record.created, record.msecs = t, (t - int(t)) * 1000
+    assert fast == formatter.format(record)
+    assert fast.endswith("127.0.0.1:5555 / #7 ok batch=3 queue_ms=0.2 infer_ms=12.3 total_ms=14.1")
