@@ -82,9 +82,6 @@ class Batcher:
                 pass
         self._executor.shutdown(wait=True)
 
-    def _fast_model(self) -> bool:
-        return self._fast
-
     def _observe(self, infer_ms: float) -> None:
         # A median, not a mean: on a busy machine a 2 µs model is sometimes preempted mid-call and
         # measures milliseconds. A mean then flipped the server to the batching path (thread hop and
@@ -146,7 +143,7 @@ class Batcher:
                 continue
             t0 = time.perf_counter()
             try:
-                if self._fast_model():
+                if self._fast:
                     actions, infer_ms = self._timed([it.obs for it in items])
                 else:
                     self._thread_busy = True
