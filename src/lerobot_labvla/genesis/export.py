@@ -1,0 +1,131 @@
+"""Staged episodes -> a LeRobot v3.0 dataset, written with LeRobot's own writer, published atomically.
+
+The published dataset at `out` is only ever replaced whole: new episodes are appended to a copy
+(`<out>.partial`, via `LeRobotDataset.resume`), finalized, then swapped in by rename. A run killed
+at any moment leaves either the previous dataset or the new one, and the staged episodes to retry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lerobot_labvla.genesis import annotate
+
+SIDE_CAR = Path("meta") / "genesis" / "episodes.jsonl"  # per-episode annotation streams
+REPORT = "generation_report.json"
+
+
+def dataset_features(objects: list[str], cameras: tuple[str, ...], image_size: int) -> dict[str, dict]:
+    """The dataset schema: LabUtopia's observation/action (same names as lerobot-eval sees) + annotations."""
+    from lerobot_labvla.envs.labutopia import ACTION_DIMS, STATE_DIM
+
+    assert STATE_DIM == 8 and ACTION_DIMS["ee_delta"] == 7  # the names below describe exactly these
+    features = {
+        "observation.state": {"dtype": "float32", "shape": (STATE_DIM,),
+                               "names": [f"q{i}" for i in range(1, 8)] + ["gripper"]},
+        "action": {"dtype": "float32", "shape": (ACTION_DIMS["ee_delta"],),
+                   "names": ["dx", "dy", "dz", "rx", "ry", "rz", "gripper"]},
+    }
+    for cam in cameras:
+        features[f"observation.images.{cam}"] = {"dtype": "video", "shape": (image_size, image_size, 3),
+                                                 "names": ["height", "width", "channels"]}
+    features.update(annotate.frame_features(objects, cameras, image_size))
+    return features
+
+
+def recover(out: Path) -> None:
+    """Finish a swap a kill interrupted (`out` missing but `<out>.old` or `<out>.partial` present)."""
+    old, partial = _sibling(out, "old"), _sibling(out, "partial")
+    if not out.exists() and old.exists():
+        os.replace(old, out)
+    if old.exists():
+        shutil.rmtree(old)
+    if partial.exists():
+        shutil.rmtree(partial)
+
+
+def _sibling(out: Path, tag: str) -> Path:
+    return out.with_name(f"{out.name}.{tag}")
+
+
+def load_report(out: Path) -> dict | None:
+    p = out / REPORT
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def publish(out: Path, repo_id: str, staged: list[Path], report: dict, fps: int) -> dict:
+    """Append `staged` episodes to the dataset at `out` (creating it), write the report, swap in atomically.
+
+    Returns seconds spent {"encode_write": ..., "copy": ...}.
+    """
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    recover(out)
+    work = _sibling(out, "partial")
+    t0 = time.perf_counter()
+    if (out / "meta" / "info.json").is_file():
+        shutil.copytree(out, work)
+        t_copy = time.perf_counter() - t0
+        ds = LeRobotDataset.resume(repo_id, root=work)
+        first_index = ds.meta.total_episodes
+    else:
+        t_copy = 0.0
+        objs, cams, size = _schema_of(staged[0])
+        ds = LeRobotDataset.create(repo_id, fps, dataset_features(objs, cams, size), root=work, robot_type="franka",
+                                   use_videos=True, image_writer_threads=0)
+        first_index = 0
+    t1 = time.perf_counter()
+    sidecar = []
+    for k, path in enumerate(staged):
+        with np.load(path) as z:
+            frames = {key: z[key] for key in z.files}
+        meta = json.loads(str(frames.pop("episode_meta")))
+        task = str(frames.pop("task"))
+        frames.pop("object_names", None)
+        n = len(frames["state"])
+        for t in range(n):
+            frame = {"observation.state": frames["state"][t], "action": frames["action"][t], "task": task}
+            for key, value in frames.items():
+                if key.startswith("pixels."):
+                    frame[f"observation.images.{key.removeprefix('pixels.')}"] = value[t]
+                elif key.startswith("annotation."):
+                    frame[key] = str(value[t]) if value.dtype.kind == "U" else value[t]
+            ds.add_frame(frame)
+        ds.save_episode()
+        sidecar.append({"episode_index": first_index + k, **meta})
+    ds.finalize()
+    side = work / SIDE_CAR
+    side.parent.mkdir(parents=True, exist_ok=True)
+    with open(side, "a") as f:
+        for row in sidecar:
+            f.write(json.dumps(row) + "\n")
+    (work / REPORT).write_text(json.dumps(report, indent=2))
+    t_write = time.perf_counter() - t1
+    old = _sibling(out, "old")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(work, out)
+    if old.exists():
+        shutil.rmtree(old)
+    return {"encode_write": t_write, "copy": t_copy}
+
+
+def _schema_of(path: Path) -> tuple[list[str], tuple[str, ...], int]:
+    with np.load(path) as z:
+        meta = json.loads(str(z["episode_meta"]))
+        objects = json.loads(str(z["object_names"]))
+    em = meta["episode_metadata"]
+    return objects, tuple(em["cameras"]), int(em["image_size"])
+
+
+def write_report(out: Path, report: dict) -> None:
+    """Rewrite only the report inside a published dataset (temp file, then rename)."""
+    tmp = out / (REPORT + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out / REPORT)

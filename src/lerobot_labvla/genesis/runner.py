@@ -1,0 +1,205 @@
+"""Rollouts: one workflow episode in a LabUtopia env, recorded frame by frame, filtered, staged to disk.
+
+`run_episode` is what a worker process (or a Ray task) runs: it writes a kept episode to
+`<staging>/attempt_<k>.npz` (temp file, then rename) and returns a small summary, so a killed
+worker never leaves half an episode behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lerobot_labvla.genesis import annotate
+
+HOLD_AFTER_DONE = 40  # control steps the expert may idle after its last step before we give up
+
+
+@dataclass
+class EpisodeJob:
+    workflow_text: str
+    workflow_file: str
+    attempt: int
+    seed: int
+    image_size: int
+    staging: str
+
+
+@dataclass
+class EpisodeSummary:
+    attempt: int
+    seed: int
+    kept: bool
+    reason: str  # "success" or why it was rejected
+    detail: str = ""
+    frames: int = 0
+    path: str = ""
+    timings: dict = field(default_factory=dict)  # seconds: physics, render, write
+
+
+def episode_seed(seed: int, attempt: int) -> int:
+    """Independent, reproducible seed of attempt `attempt` of a run started with `seed`."""
+    return int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
+
+
+def _cameras():
+    from lerobot_labvla.envs.labutopia import CAMERAS
+    from lerobot_labvla.envs.labutopia.tasks import CAMERA_NAMES
+
+    return tuple(CAMERAS), CAMERA_NAMES
+
+
+def run_episode(job: EpisodeJob) -> EpisodeSummary:
+    """Roll out one attempt; keep it (staged .npz) only if every checker passed and nothing was unsafe."""
+    os.environ.setdefault("LP_NUM_THREADS", "1")  # one software-rendering thread per worker
+    from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
+    from lerobot_labvla.genesis.safety import SafetyMonitor
+    from lerobot_labvla.genesis.skills import WorkflowTask
+    from lerobot_labvla.genesis.workflow import parse_workflow
+    from lerobot_labvla.sim.render import Cameras
+
+    wf = parse_workflow(job.workflow_text, job.workflow_file).workflow
+    task = WorkflowTask.from_workflow(wf)
+    cameras, camera_names = _cameras()
+    env = LabUtopiaEnv(wf.scene.labutopia or "pick_up", "id", obs_type="agent_pos", render_mode=None,
+                       image_size=job.image_size, episode_length=task.episode_length)
+    env.spec_task = task  # the env's own reset/step/action path, with the workflow as its task
+    t_phys = t_render = 0.0
+    try:
+        t0 = time.perf_counter()
+        obs, _ = env.reset(seed=job.seed)
+        sim, ctx = env.sim, env.ctx
+        expert = env.expert()
+        monitor = SafetyMonitor(sim, ctx["liquids"])
+        t_phys += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cams = Cameras(sim.model, camera_names, job.image_size, job.image_size)
+        t_render += time.perf_counter() - t0
+        objects = annotate.tracked_objects(sim)
+        d = annotate.depth_size(job.image_size)
+        stride = max(1, job.image_size // d)
+        rec: dict[str, list] = {k: [] for k in ["state", "action", *[f"pixels.{c}" for c in cameras],
+                                                *[f"annotation.{s}" for s in annotate.FRAME_STREAMS]]}
+        tcp_path, fps = [], round(1.0 / sim.control_dt)
+        step_start: dict[int, int] = {}
+        idle, reason, detail, success = 0, "timeout", f"no success within {env._max_episode_steps} steps", False
+        for t in range(env._max_episode_steps):
+            t0 = time.perf_counter()
+            ctx["frame"] = t
+            action = expert.act()
+            t_phys += time.perf_counter() - t0
+            if ctx["failed"] is not None:
+                r = ctx["failed"]
+                reason, detail = f"step_failed:{r.skill}", f"step {r.index + 1} ({r.skill}): {r.explanation}"
+                break
+            t0 = time.perf_counter()
+            for c in cameras:
+                rec[f"pixels.{c}"].append(cams.rgb(sim.data, c))
+            depth = cams.depth(sim.data, cameras[0])[::stride, ::stride][:d, :d]
+            t_render += time.perf_counter() - t0
+            i = ctx["step"]
+            step_start.setdefault(i, t)
+            target = ctx["target"]
+            step = wf.steps[i]
+            rec["state"].append(obs["agent_pos"])
+            rec["action"].append(action)
+            rec["annotation.robot_state"].append(annotate.robot_state(sim))
+            rec["annotation.camera_extrinsics"].append(
+                np.concatenate([cams.extrinsics(sim.data, c).ravel() for c in cameras]).astype(np.float32))
+            rec["annotation.step_timing"].append(np.array([t / fps, (t - step_start[i]) / fps, i], np.float32))
+            rec["annotation.instruction_alignment"].append(f"{i}: {step.instruction or _describe(step)}")
+            rec["annotation.object_state"].append(annotate.object_state(sim, objects))
+            rec["annotation.scene_relations"].append(annotate.scene_relations(sim, ctx["liquids"]))
+            rec["annotation.subgoals"].append(np.concatenate([target.pos, target.quat, [target.gripper]]).astype(np.float32)
+                                              if target is not None else np.zeros(8, np.float32))
+            rec["annotation.intervention_flags"].append(np.array([int(_clipped(env, expert, target))], np.int64))
+            rec["annotation.depth"].append(depth.astype(np.float32))
+            tcp_path.append(sim.tcp_pos)
+            t0 = time.perf_counter()
+            obs, _, terminated, truncated, info = env.step(action)
+            events = monitor.step(t, _involved(step, ctx), gripper_closed=action[-1] < 0)
+            t_phys += time.perf_counter() - t0
+            rec["annotation.collision_events"].append("; ".join(events) or "none")
+            if terminated and info["is_success"]:
+                success = True
+                break
+            if ctx.get("done"):
+                idle += 1
+                if idle > HOLD_AFTER_DONE + env.hold_steps:
+                    reason, detail = "task_failed", f"all steps passed but the {ctx.get('base') or 'workflow'} success rule did not hold"
+                    break
+            if truncated:
+                break
+        monitor.finish(len(rec["state"]))
+        if success and monitor.violations:
+            reason, _, detail = monitor.violations[0]
+            reason, success = f"safety:{reason}", False
+        if not success:
+            return EpisodeSummary(job.attempt, job.seed, False, reason, detail, len(rec["state"]),
+                                  timings={"physics": t_phys, "render": t_render, "write": 0.0})
+        t0 = time.perf_counter()
+        meta = {
+            "camera_intrinsics": {c: cams.intrinsics(c).round(4).tolist() for c in cameras},
+            "object_semantics": annotate.object_semantics(sim),
+            "success_explanation": " ".join(f"Step {r.index + 1} ({r.skill}): {r.explanation}." for r in ctx["results"])
+            + (f" LabUtopia {ctx['base']} success rule held for {env.hold_steps} steps." if ctx.get("base") else ""),
+            "temporal_segments": [{"step": r.index, "skill": r.skill, "start": r.start, "end": r.end,
+                                   "instruction": wf.steps[r.index].instruction or _describe(wf.steps[r.index]),
+                                   "ok": r.ok} for r in ctx["results"]],
+            "quality_scores": annotate.quality_scores(np.asarray(tcp_path), fps, monitor.max_force, ctx["results"]),
+            "episode_metadata": {"seed": job.seed, "attempt": job.attempt, "workflow": wf.name, "robot": wf.robot,
+                                 "split": "id", "labutopia_task": wf.scene.labutopia, "image_size": job.image_size,
+                                 "fps": fps, "cameras": list(cameras), "task": env.task_description},
+        }
+        path = Path(job.staging) / f"attempt_{job.attempt:06d}.npz"
+        arrays = {k: np.stack(v) if not isinstance(v[0], str) else np.array(v) for k, v in rec.items()}
+        arrays["episode_meta"] = np.array(json.dumps(meta))
+        arrays["task"] = np.array(env.task_description)
+        arrays["object_names"] = np.array(json.dumps(objects))
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+        t_write = time.perf_counter() - t0
+        return EpisodeSummary(job.attempt, job.seed, True, "success", "", len(rec["state"]), str(path),
+                              {"physics": t_phys, "render": t_render, "write": t_write})
+    finally:
+        env.close()
+        if "cams" in locals():
+            cams.close()
+
+
+def _describe(step) -> str:
+    args = step.args.model_dump(by_alias=True, exclude_none=True)
+    return f"{step.skill} " + ", ".join(f"{k}={v}" for k, v in args.items())
+
+
+def _involved(step, ctx) -> set[str]:
+    """Objects the current step may touch (its arguments, their liquids, the devices they name)."""
+    names = set()
+    for v in step.args.model_dump(by_alias=True).values():
+        if isinstance(v, str):
+            names.add(v.split(".")[0])
+    names |= {ctx["liquids"][n] for n in list(names) if n in ctx["liquids"]}
+    return names
+
+
+def _clipped(env, expert, target) -> bool:
+    """Was the expert's wish beyond the action limits at this step (the env clipped it)?"""
+    if target is None:
+        return False
+    from lerobot_labvla.envs.labutopia.env import POS_SCALE, ROT_SCALE
+    from lerobot_labvla.sim.control import quat_error
+
+    ctl = env.ctl
+    want = np.concatenate([(target.pos - ctl.target_pos) / POS_SCALE, quat_error(target.quat, ctl.target_quat) / ROT_SCALE])
+    return bool(np.any(np.abs(want) > 1.0))
+
+
+def summary_dict(s: EpisodeSummary) -> dict:
+    return asdict(s)
