@@ -99,8 +99,10 @@ def test_clean_refuses_and_stays_atomic(v21_root, v30_root, tmp_path, monkeypatc
     dst.mkdir()
     with pytest.raises(LabVLAError, match="already exists"):
         clean_dataset(v30_root, dst, report)
-    with pytest.raises(LabVLAError, match="report lists 8 episodes"):
+    with pytest.raises(LabVLAError, match="does not describe .* the report was made for"):
         clean_dataset(v21_root, tmp_path / "other", report)
+    with pytest.raises(LabVLAError, match="report lists 8 episodes"):
+        clean_dataset(v21_root, tmp_path / "other", report, CleanConfig(force=True))
     with pytest.raises(LabVLAError, match="outside --src"):
         clean_dataset(v30_root, v30_root / "sub", report)
 

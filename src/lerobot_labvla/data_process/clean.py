@@ -27,13 +27,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lerobot_labvla.data_process.reader import V21, DatasetView, open_dataset
+from lerobot_labvla.data_process.fingerprint import differences, fingerprint
+from lerobot_labvla.data_process.reader import V21, DatasetView, episode_rows, file_starts, open_dataset, read_labels
 from lerobot_labvla.data_process.scan import ACTION, CHECKS, load_report
 from lerobot_labvla.data_process.stats import iter_episode_stats
 from lerobot_labvla.errors import LabVLAError
 
 SEVERITY_RANK = {"warning": 1, "error": 2}
 CLEAN_LOG = "clean_log.json"
+STAGING_MARK = ".labvla-tmp-"
+# An episode with one of these findings cannot be carried into a v3.0 dataset as it is: its rows
+# are not where, or not what, the metadata says (LeRobot's delete_episodes copies the metadata's
+# `length`, so a kept length_mismatch would be cut or padded silently).
+UNKEEPABLE = ("missing_file", "unreadable_file", "schema_mismatch", "length_mismatch")
 
 
 @dataclass
@@ -46,6 +52,7 @@ class CleanConfig:
     clip_actions: bool = False  # clip action outliers to the report's bounds instead of dropping
     repo_id: str | None = None
     overwrite: bool = False
+    force: bool = False  # apply a report whose dataset fingerprint does not match the source
 
     def validate(self) -> None:
         if self.drop_severity not in SEVERITY_RANK:
@@ -83,7 +90,14 @@ def clean_dataset(src: str | Path, dst: str | Path, report: dict | str | Path, c
     if not isinstance(report, dict):
         report = load_report(report)
     view = open_dataset(src)
-    if report["dataset"]["total_episodes"] != len(view.episodes):
+    changed = differences(report["dataset"].get("fingerprint") or {}, fingerprint(src))
+    if changed and not cfg.force:
+        raise LabVLAError(
+            f"the report does not describe {src}: {'; '.join(changed)}; re-run labvla-data scan on it "
+            "(or pass --force to apply it anyway)"
+        )
+    if report["dataset"]["total_episodes"] != len(view.episodes) or \
+            [e["episode_index"] for e in report["episodes"]] != [ep.index for ep in view.episodes]:
         raise LabVLAError(
             f"the report lists {report['dataset']['total_episodes']} episodes but {src} has {len(view.episodes)}; "
             "re-run labvla-data scan on this dataset"
@@ -97,13 +111,15 @@ def clean_dataset(src: str | Path, dst: str | Path, report: dict | str | Path, c
     kept = [ep.index for ep in view.episodes if ep.index not in drops]
     if not kept:
         raise LabVLAError(f"every episode of {src} would be dropped; check the report or loosen --drop-severity")
+    _refuse_unkeepable(report, set(kept))
     bounds = report.get("action_bounds") if cfg.clip_actions else None
     if cfg.clip_actions and not bounds:
         raise LabVLAError("--clip-actions needs action bounds in the report, and this report has none (no action feature?)")
     repo_id = cfg.repo_id or f"local/{dst.name}"
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(dst.parent / f".{dst.name}.labvla-tmp-{os.getpid()}")
+    remove_stale_staging(dst)
+    staging = Path(dst.parent / f".{dst.name}{STAGING_MARK}{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
@@ -113,6 +129,7 @@ def clean_dataset(src: str | Path, dst: str | Path, report: dict | str | Path, c
             _convert_v21(out, repo_id)
         else:
             _v30_subset(view, kept, staging, out, repo_id)
+        _fix_totals(out)
         clipped = _clip_actions(out, bounds) if bounds else {}
         _recompute_stats(out)
         log_data = {
@@ -121,7 +138,8 @@ def clean_dataset(src: str | Path, dst: str | Path, report: dict | str | Path, c
             "src_codebase_version": view.version,
             "dst": str(dst),
             "repo_id": repo_id,
-            "report": {"created": report.get("created"), "root": report["dataset"]["root"]},
+            "report": {"created": report.get("created"), "root": report["dataset"]["root"],
+                       "fingerprint_matches": not changed},
             "config": asdict(cfg),
             "episodes_in": len(view.episodes),
             "episodes_out": len(kept),
@@ -141,6 +159,54 @@ def clean_dataset(src: str | Path, dst: str | Path, report: dict | str | Path, c
     return log_data
 
 
+def _refuse_unkeepable(report: dict, kept: set[int]) -> None:
+    for ep in report["episodes"]:
+        if ep["episode_index"] not in kept:
+            continue
+        bad = sorted({f["check"] for f in ep["findings"] if f["check"] in UNKEEPABLE})
+        if bad:
+            raise LabVLAError(
+                f"episode {ep['episode_index']} has {', '.join(bad)} and cannot be kept as it is (its rows are not "
+                "what the metadata says, and clean never cuts or pads an episode to fit); drop it: take "
+                f"{', '.join(bad)} out of --keep-checks"
+            )
+
+
+def remove_stale_staging(dst: Path) -> list[Path]:
+    """Delete staging folders left next to `dst` by clean runs that were killed (their PID is gone)."""
+    removed = []
+    for path in dst.parent.glob(f".{dst.name}{STAGING_MARK}*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # ours from an earlier call in this process, finished or failed
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _fix_totals(root: Path) -> None:
+    """Set info.json's totals from the episodes and tasks actually written (a source with a wrong
+    total_frames would otherwise pass it on to the copy)."""
+    view = open_dataset(root)
+    info = dict(view.info)
+    info.update(total_episodes=len(view.episodes), total_frames=sum(ep.length for ep in view.episodes),
+                total_tasks=len(view.tasks), splits={"train": f"0:{len(view.episodes)}"})
+    if info != view.info:
+        (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+
+
 # ---- v3.0 -----------------------------------------------------------------------------------
 
 
@@ -150,7 +216,7 @@ def _v30_subset(view: DatasetView, kept: list[int], staging: Path, out: Path, re
 
     dropped = [ep.index for ep in view.episodes if ep.index not in set(kept)]
     if not dropped:
-        shutil.copytree(view.root, out, ignore=shutil.ignore_patterns(CLEAN_LOG))
+        _copy_v30(view, out)
         return
     src = _stage_v30_source(view, set(kept), staging / "src")
     # delete_episodes only reads `.meta`, `.root` and a few settings of its source: a stand-in
@@ -164,6 +230,18 @@ def _v30_subset(view: DatasetView, kept: list[int], staging: Path, out: Path, re
         tolerance_s=1e-4,
     )
     delete_episodes(source, dropped, output_dir=out, repo_id=repo_id)
+
+
+def _copy_v30(view: DatasetView, out: Path) -> None:
+    """Copy meta/ and the files the episodes point to (not stray files: LeRobot would load every
+    parquet under data/)."""
+    shutil.copytree(view.root / "meta", out / "meta")
+    if (view.root / "images").is_dir():
+        shutil.copytree(view.root / "images", out / "images")
+    files = {ep.data_path for ep in view.episodes} | {v.path for ep in view.episodes for v in ep.videos.values()}
+    for rel in sorted(files):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(view.root / rel, out / rel)
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -180,6 +258,7 @@ def _stage_v30_source(view: DatasetView, kept: set[int], root: Path) -> Path:
     by_file: dict[Path, list] = {}
     for ep in view.episodes:
         by_file.setdefault(ep.data_path, []).append(ep)
+    starts = file_starts(view)
     for rel, eps in by_file.items():
         keep = [ep for ep in eps if ep.index in kept]
         if not keep:
@@ -187,10 +266,11 @@ def _stage_v30_source(view: DatasetView, kept: set[int], root: Path) -> Path:
         if len(keep) == len(eps):
             _link(view.root / rel, root / rel)
             continue
-        start = min(ep.row_start for ep in eps)
         pf = pq.ParquetFile(view.root / rel)
+        # The rows of each episode as scan found them (by episode_index, else metadata offsets).
+        ranges = episode_rows(read_labels(pf), eps, starts[rel])
         table = pf.read()
-        parts = [table.slice(ep.row_start - start, ep.length) for ep in sorted(keep, key=lambda e: e.row_start)]
+        parts = [table.slice(lo, hi - lo) for lo, hi in sorted(ranges[ep.index] for ep in keep)]
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.concat_tables(parts), root / rel)
     return root

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -68,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--max-frames-listed", type=int, default=d.max_frames_listed,
                       help="frames listed per finding in the report (the count is always exact)")
     scan.add_argument("--quiet", action="store_true", help="no summary table")
+    scan.add_argument("--fail-on", choices=("error", "warning"), default=None,
+                      help="exit 1 when a finding reaches this severity (a CI gate); default: exit 0 whenever it ran")
 
     clean = sub.add_parser("clean", parents=[common], help="write a new v3.0 dataset without the faulty episodes")
     clean.add_argument("--src", required=True, type=Path, help="dataset to clean (never modified)")
@@ -81,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="clip action outliers to the report's bounds instead of dropping their episodes")
     clean.add_argument("--repo-id", default=None, help="repo_id of the new dataset (default local/<dst name>)")
     clean.add_argument("--overwrite", action="store_true", help="replace --dst if it exists")
+    clean.add_argument("--force", action="store_true",
+                       help="apply a report made on another copy or an earlier state of --src (fingerprint mismatch)")
+    clean.add_argument("--verbose", action="store_true", help="let LeRobot and the video encoder print their output")
 
     stats = sub.add_parser("stats", parents=[common], help="per-feature stats (LeRobot's compute_stats), per episode and overall")
     stats.add_argument("--dataset", required=True, type=Path, help="dataset folder")
@@ -89,6 +96,30 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--plot", type=Path, default=None, help="histograms + action traces (.html or .png)")
     stats.add_argument("--plot-episodes", type=int, default=10, help="episodes drawn as action traces")
     return parser
+
+
+@contextlib.contextmanager
+def _silenced(enabled: bool):
+    """Send file descriptors 1 and 2 to /dev/null: the video encoder (SVT-AV1) prints its banner
+    from C, past Python's sys.stdout/sys.stderr and logging."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
 
 
 def _split(value: str) -> list[str]:
@@ -100,7 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries(args.command)
     if args.command == "scan":
-        from lerobot_labvla.data_process.scan import ScanConfig, scan_dataset, summary_table, write_report
+        from lerobot_labvla.data_process.scan import (
+            SEVERITY_RANK,
+            ScanConfig,
+            scan_dataset,
+            summary_table,
+            worst_severity,
+            write_report,
+        )
 
         fields = ScanConfig.__dataclass_fields__
         cfg = ScanConfig(**{k: v for k, v in vars(args).items() if k in fields})
@@ -109,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(summary_table(report))
             print(f"  report: {args.out}")
+        worst = worst_severity(report)
+        if args.fail_on and worst and SEVERITY_RANK[worst] >= SEVERITY_RANK[args.fail_on]:
+            print(f"scan found {worst}s (--fail-on {args.fail_on})", file=sys.stderr)
+            return 1
         return 0
     if args.command == "clean":
         from lerobot_labvla.data_process.clean import CleanConfig, clean_dataset
@@ -120,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             clip_actions=args.clip_actions,
             repo_id=args.repo_id,
             overwrite=args.overwrite,
+            force=args.force,
         )
-        log = clean_dataset(args.src, args.dst, args.report, cfg)
+        with _silenced(not args.verbose):
+            log = clean_dataset(args.src, args.dst, args.report, cfg)
         dropped = ", ".join(f"{d['episode_index']} ({'/'.join(d['checks'])})" for d in log["dropped"][:20])
         print(f"cleaned {args.src} -> {args.dst}: kept {log['episodes_out']}/{log['episodes_in']} episodes "
               f"in {log['elapsed_s']:.1f}s")
@@ -138,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         print(stats_table(result))
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(result, indent=1))
+            tmp = args.out.with_name(args.out.name + ".tmp")
+            tmp.write_text(json.dumps(result, indent=1, allow_nan=False))  # strict JSON: non-finite values are null
+            tmp.replace(args.out)
             print(f"stats: {args.out}")
         if args.plot:
             from lerobot_labvla.data_process.plot import plot_stats

@@ -9,7 +9,8 @@ plus the current episode (v3.0), whatever the dataset size.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +110,9 @@ class EpisodeData:
     columns: dict[str, np.ndarray]  # (T,) for scalars, (T, D) for vectors; strings as object arrays
     error: str | None = None  # check name: "missing_file" | "unreadable_file"
     message: str = ""
+    # v3.0: the global `index` the first row would carry if `index` followed the rows' positions
+    # in their file (it equals ref.row_start unless an earlier episode gained or lost rows).
+    position_start: int | None = None
 
     @property
     def num_rows(self) -> int:
@@ -125,6 +129,8 @@ def _load_json(path: Path) -> dict:
 def open_dataset(root: str | Path) -> DatasetView:
     """Read the metadata of the dataset at `root`, or raise `LabVLAError` saying why it can't be read."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise LabVLAError(f"{root} is a file, not a dataset folder; pass the folder that holds meta/info.json")
     if not root.is_dir():
         raise LabVLAError(f"dataset folder {root} does not exist; pass the folder that holds meta/info.json")
     info_path = root / "meta" / "info.json"
@@ -134,18 +140,61 @@ def open_dataset(root: str | Path) -> DatasetView:
         info = _load_json(info_path)
     except (OSError, ValueError) as exc:
         raise LabVLAError(f"{info_path} is not readable JSON ({exc}); restore it from the original dataset") from exc
+    check_info(info, info_path)
     version = info.get("codebase_version")
+    if version not in SUPPORTED_VERSIONS:
+        raise LabVLAError(
+            f"{root} has codebase_version {version!r}; labvla-data reads {' and '.join(SUPPORTED_VERSIONS)} "
+            "(convert older datasets with LeRobot's v2.0→v2.1 script first)"
+        )
+    try:
+        return _open_v30(root, info) if version == V30 else _open_v21(root, info)
+    except LabVLAError:
+        raise
+    except Exception as exc:  # a meta/ file whose values have the wrong types (None lengths, text indices, ...)
+        raise LabVLAError(f"cannot read the {version} metadata of {root}: {type(exc).__name__}: {exc}") from exc
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_info(info, info_path: Path) -> None:
+    """Raise `LabVLAError` naming the first value of info.json that LeRobot's loader could not use."""
+
+    def bad(what: str, value, expected: str):
+        raise LabVLAError(f"{info_path}: {what} is {value!r}, expected {expected}; restore it from the original dataset")
+
+    if not isinstance(info, dict):
+        bad("the file", type(info).__name__, "a JSON object")
     for key in ("fps", "features"):
         if key not in info:
             raise LabVLAError(f"{info_path} has no '{key}'; it is not a LeRobot dataset info file")
-    if version == V30:
-        return _open_v30(root, info)
-    if version == V21:
-        return _open_v21(root, info)
-    raise LabVLAError(
-        f"{root} has codebase_version {version!r}; labvla-data reads {' and '.join(SUPPORTED_VERSIONS)} "
-        "(convert older datasets with LeRobot's v2.0→v2.1 script first)"
-    )
+    fps = info["fps"]
+    if not isinstance(fps, int | float) or isinstance(fps, bool) or not math.isfinite(fps) or fps <= 0:
+        bad("'fps'", fps, "a number > 0")
+    features = info["features"]
+    if not isinstance(features, dict) or not features:
+        bad("'features'", features, "a non-empty object {name: {dtype, shape, names}}")
+    for name, ft in features.items():
+        if not isinstance(ft, dict) or not isinstance(ft.get("dtype"), str):
+            bad(f"feature {name!r}", ft, "an object with a 'dtype' string")
+        shape = ft.get("shape")
+        if not isinstance(shape, list | tuple) or not all(_is_int(d) and d >= 0 for d in shape):
+            bad(f"the shape of feature {name!r}", shape, "a list of non-negative integers")
+    for key in ("total_episodes", "total_frames", "total_tasks", "total_chunks", "total_videos", "chunks_size"):
+        if key in info and not (_is_int(info[key]) and info[key] >= 0):
+            bad(f"'{key}'", info[key], "an integer >= 0")
+    if info.get("chunks_size") == 0:
+        bad("'chunks_size'", 0, "an integer > 0")
+    for key in ("data_path", "video_path"):
+        tpl = info.get(key)
+        if tpl is None:
+            continue
+        try:
+            tpl.format(chunk_index=0, file_index=0, episode_chunk=0, episode_index=0, video_key="k")
+        except (AttributeError, KeyError, IndexError, ValueError) as exc:
+            bad(f"'{key}'", tpl, f"a path template ({type(exc).__name__}: {exc})")
 
 
 # Metadata is read here with json + pyarrow, mirroring LeRobot 0.6.1's own loaders (v3.0:
@@ -326,27 +375,34 @@ def _table_to_columns(table: pa.Table) -> dict[str, np.ndarray]:
 
 
 def iter_episodes(
-    view: DatasetView, columns: list[str], episodes: Iterable[int] | None = None
+    view: DatasetView,
+    columns: list[str],
+    episodes: Iterable[int] | None = None,
+    exclude: Mapping[Path, set[str]] | None = None,
 ) -> Iterator[EpisodeData]:
     """Yield each episode's `columns` (those present in its files) in episode order.
 
     A missing or unreadable data file yields `EpisodeData` with `error` set instead of raising,
-    so one bad file never stops a scan.
+    so one bad file never stops a scan. `exclude` names columns not to read per data file (those
+    whose type does not match info.json).
     """
     wanted = set(episodes) if episodes is not None else None
     refs = [ep for ep in view.episodes if wanted is None or ep.index in wanted]
+    exclude = exclude or {}
     if view.version == V21:
-        yield from _iter_v21(view, refs, columns)
+        yield from _iter_v21(view, refs, columns, exclude)
     else:
-        yield from _iter_v30(view, refs, columns)
+        yield from _iter_v30(view, refs, columns, exclude)
 
 
-def _present(schema: pa.Schema, columns: list[str]) -> list[str]:
+def _present(schema: pa.Schema, columns: list[str], exclude: set[str] = frozenset()) -> list[str]:
     names = set(schema.names)
-    return [c for c in columns if c in names]
+    return [c for c in columns if c in names and c not in exclude]
 
 
-def _iter_v21(view: DatasetView, refs: list[EpisodeRef], columns: list[str]) -> Iterator[EpisodeData]:
+def _iter_v21(
+    view: DatasetView, refs: list[EpisodeRef], columns: list[str], exclude: Mapping[Path, set[str]]
+) -> Iterator[EpisodeData]:
     for ref in refs:
         path = view.root / ref.data_path
         if not path.is_file():
@@ -354,7 +410,7 @@ def _iter_v21(view: DatasetView, refs: list[EpisodeRef], columns: list[str]) -> 
             continue
         try:
             pf = pq.ParquetFile(path)
-            table = pf.read(columns=_present(pf.schema_arrow, columns))
+            table = pf.read(columns=_present(pf.schema_arrow, columns, exclude.get(ref.data_path, set())))
             data = _table_to_columns(table)
         except Exception as exc:  # arrow raises ArrowInvalid/OSError for truncated or garbage files
             yield EpisodeData(ref, {}, "unreadable_file", f"data file {ref.data_path} is unreadable: {exc}")
@@ -362,16 +418,65 @@ def _iter_v21(view: DatasetView, refs: list[EpisodeRef], columns: list[str]) -> 
         yield EpisodeData(ref, data)
 
 
-def _iter_v30(view: DatasetView, refs: list[EpisodeRef], columns: list[str]) -> Iterator[EpisodeData]:
-    # v3.0 packs many episodes per file, in `index` order; an episode's rows are found by position:
-    # row (ref.row_start - first row_start of the file) onwards, `ref.length` rows.
+def file_starts(view: DatasetView) -> dict[Path, int]:
+    """v3.0: data file -> the global `index` of its first row (the smallest dataset_from_index in it)."""
+    starts: dict[Path, int] = {}
+    for ep in view.episodes:
+        if ep.row_start is not None:
+            starts[ep.data_path] = min(starts.get(ep.data_path, ep.row_start), ep.row_start)
+    return starts
+
+
+def episode_rows(labels: np.ndarray | None, refs: list[EpisodeRef], file_start: int) -> dict[int, tuple[int, int]]:
+    """The rows [lo, hi) of each episode in one v3.0 data file.
+
+    An episode owns the one contiguous run of rows whose `episode_index` is its index (`labels`),
+    so a row added to or lost from one episode is blamed on that episode only, not on every episode
+    after it (as cutting by the metadata's dataset_from_index/length would). An episode with no
+    such run, or with several, falls back to its metadata block, and that block is taken out of
+    any run it overlaps (rows relabelled to a neighbour's index stay with their own episode).
+    """
+    meta = {r.index: (r.row_start - file_start, r.row_start - file_start + r.length) for r in refs}
+    if labels is None or len(labels) == 0:
+        return meta
+    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+    starts, stops = np.concatenate([[0], change]), np.concatenate([change, [len(labels)]])
+    runs: dict[int, list[tuple[int, int]]] = {}
+    for lo, hi in zip(starts.tolist(), stops.tolist(), strict=True):
+        runs.setdefault(int(labels[lo]), []).append((lo, hi))
+    own = {r.index: runs[r.index][0] for r in refs if len(runs.get(r.index, ())) == 1}
+    fallback = [meta[r.index] for r in refs if r.index not in own]
+    out = dict(meta)
+    for idx, (lo, hi) in own.items():
+        for flo, fhi in fallback:
+            if flo <= lo < fhi:
+                lo = min(fhi, hi)
+            if flo < hi <= fhi:
+                hi = max(flo, lo)
+        out[idx] = (lo, hi)
+    return out
+
+
+def read_labels(pf: pq.ParquetFile) -> np.ndarray | None:
+    """The `episode_index` column of a data file as int64, or None when it has none usable."""
+    if "episode_index" not in pf.schema_arrow.names:
+        return None
+    col = pf.read(columns=["episode_index"]).column("episode_index")
+    if not pa.types.is_integer(col.type):
+        return None
+    return column_to_numpy(col).astype(np.int64, copy=False)
+
+
+def _iter_v30(
+    view: DatasetView, refs: list[EpisodeRef], columns: list[str], exclude: Mapping[Path, set[str]]
+) -> Iterator[EpisodeData]:
     by_file: dict[Path, list[EpisodeRef]] = {}
     for ref in refs:
         by_file.setdefault(ref.data_path, []).append(ref)
-    file_starts: dict[Path, int] = {}
+    starts = file_starts(view)
+    all_in_file: dict[Path, list[EpisodeRef]] = {}
     for ep in view.episodes:
-        if ep.row_start is not None:
-            file_starts[ep.data_path] = min(file_starts.get(ep.data_path, ep.row_start), ep.row_start)
+        all_in_file.setdefault(ep.data_path, []).append(ep)
 
     # Episodes come out in file/row order (= index order for datasets LeRobot wrote); nothing is
     # kept once yielded, so memory is one record batch plus the current episode.
@@ -381,21 +486,27 @@ def _iter_v30(view: DatasetView, refs: list[EpisodeRef], columns: list[str]) -> 
             for ref in file_refs:
                 yield EpisodeData(ref, {}, "missing_file", f"data file {rel} is missing")
             continue
-        yield from _slice_file(path, rel, file_refs, file_starts[rel], columns)
+        yield from _slice_file(path, rel, file_refs, all_in_file[rel], starts[rel], columns, exclude.get(rel, set()))
 
 
 def _slice_file(
-    path: Path, rel: Path, refs: list[EpisodeRef], file_start: int, columns: list[str]
+    path: Path,
+    rel: Path,
+    refs: list[EpisodeRef],
+    file_refs: list[EpisodeRef],
+    file_start: int,
+    columns: list[str],
+    exclude: set[str],
 ) -> Iterator[EpisodeData]:
-    refs = sorted(refs, key=lambda r: r.row_start)
     try:
         pf = pq.ParquetFile(path)
-        cols = _present(pf.schema_arrow, columns)
-        batches = pf.iter_batches(batch_size=_BATCH_ROWS, columns=cols)
+        ranges = episode_rows(read_labels(pf), file_refs, file_start)
+        batches = pf.iter_batches(batch_size=_BATCH_ROWS, columns=_present(pf.schema_arrow, columns, exclude))
     except Exception as exc:
         for ref in refs:
             yield EpisodeData(ref, {}, "unreadable_file", f"data file {rel} is unreadable: {exc}")
         return
+    refs = sorted(refs, key=lambda r: ranges[r.index])
 
     pending: list[pa.RecordBatch] = []  # rows read but not yet handed out
     pending_start = 0  # file row of pending[0][0]
@@ -407,15 +518,14 @@ def _slice_file(
             pending_rows += batch.num_rows
             while i < len(refs):
                 ref = refs[i]
-                lo = ref.row_start - file_start - pending_start
-                hi = lo + ref.length
-                if hi > pending_rows:
+                lo, hi = ranges[ref.index]
+                if hi - pending_start > pending_rows:
                     break
-                table = pa.Table.from_batches(pending).slice(lo, ref.length)
-                yield EpisodeData(ref, _table_to_columns(table))
+                table = pa.Table.from_batches(pending, schema=batch.schema).slice(lo - pending_start, hi - lo)
+                yield EpisodeData(ref, _table_to_columns(table), position_start=file_start + lo)
                 i += 1
                 # Drop batches entirely before the next episode's first row.
-                nxt = refs[i].row_start - file_start - pending_start if i < len(refs) else pending_rows
+                nxt = (ranges[refs[i].index][0] if i < len(refs) else pending_start + pending_rows) - pending_start
                 while pending and pending[0].num_rows <= nxt:
                     nxt -= pending[0].num_rows
                     pending_start += pending[0].num_rows
@@ -426,8 +536,8 @@ def _slice_file(
             yield EpisodeData(ref, {}, "unreadable_file", f"data file {rel} is unreadable: {exc}")
         return
     for ref in refs[i:]:
-        have = max(0, pending_rows - (ref.row_start - file_start - pending_start))
+        lo, hi = ranges[ref.index]
+        have = max(0, pending_start + pending_rows - lo)
         yield EpisodeData(
-            ref, {}, "unreadable_file", f"data file {rel} ends early: episode {ref.index} needs {ref.length} rows, found {have}"
+            ref, {}, "unreadable_file", f"data file {rel} ends early: episode {ref.index} needs {hi - lo} rows, found {have}"
         )
-

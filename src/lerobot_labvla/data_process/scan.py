@@ -16,8 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+import pyarrow.parquet as pq
+
+from lerobot_labvla.data_process.columns import check_columns, vector_size
+from lerobot_labvla.data_process.fingerprint import fingerprint
 from lerobot_labvla.data_process.reader import (
     INDEX_COLUMNS,
+    V21,
     V30,
     DatasetView,
     EpisodeData,
@@ -29,23 +34,39 @@ from lerobot_labvla.data_process.schemas import check_schema, feature_dims, has_
 from lerobot_labvla.errors import LabVLAError
 
 REPORT_FORMAT = "labvla-data/scan-report"
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: dataset fingerprint, schema/video/dataset-level checks
 ACTION = "action"
+STATE = "observation.state"
+# LabVLA pads state and action to these sizes (LabVLAConfig.max_state_dim / max_action_dim, as the
+# official toolkit's action_dim_cap detector); larger vectors need a larger --policy.max_*_dim.
+MAX_DIM = 32
+# The official toolkit's video_stubs threshold: a recording this short is a failed one.
+STUB_PACKETS = 3
+# video_concat_hazard: a first DTS held by at most this share of a camera's files is an outlier.
+DTS_OUTLIER_SHARE = 0.01
 
 # name -> (severity, what it means). Severity "error" = clean drops the episode by default.
 CHECKS: dict[str, tuple[str, str]] = {
     "missing_file": ("error", "a data or video file the metadata points to does not exist"),
-    "unreadable_file": ("error", "a data or video file cannot be read (truncated, corrupt, or ends early)"),
+    "unreadable_file": ("error", "a data or video file cannot be read or decoded (truncated, corrupt, or ends early)"),
+    "schema_mismatch": ("error", "the episode's data file has missing, extra or mis-shaped columns (LeRobot cannot load it)"),
+    "dtype_cast": ("warning", "a column's numeric type differs from info.json (LeRobot casts it on load)"),
     "length_mismatch": ("error", "data rows differ from the episode length in the metadata"),
     "episode_index_mismatch": ("error", "rows carry another episode_index/index than the metadata says"),
     "frame_index_mismatch": ("error", "frame_index is not 0, 1, ..., length-1"),
     "video_frame_mismatch": ("error", "a camera's video frames differ from the data rows"),
+    "video_fps_mismatch": ("error", "a video's frame rate differs from info.json's fps"),
+    "video_stub": ("error", f"a video holds at most {STUB_PACKETS} packets (a failed recording)"),
+    "video_concat_hazard": ("error", "a video's first DTS is an outlier among its camera's files "
+                                     "(breaks LeRobot's video concatenation)"),
     "timestamp_non_monotonic": ("error", "timestamps do not increase"),
     "timestamp_gap": ("error", "consecutive timestamps differ from 1/fps by more than the tolerance"),
     "nan_inf": ("error", "NaN or Inf in a float feature (state, action, ...)"),
     "action_outlier": ("error", "an action value's robust z-score against the dataset's quantiles exceeds the limit"),
     "missing_task": ("error", "the episode's task text is empty or its task_index is unknown"),
     "stuck_action": ("warning", "the action does not change for at least --stuck-seconds"),
+    "stuck_dim": ("warning", "one state/action dim is frozen for the whole episode while others move "
+                             "(and that dim moves in most episodes)"),
     "joint_limit": ("warning", "a value lies outside the robot's limits (only with a --schema that knows them)"),
     "gripper_chatter": ("warning", "the gripper toggles open/closed too often within a short window"),
     "too_short": ("warning", "the episode is shorter than --min-seconds"),
@@ -54,9 +75,14 @@ CHECKS: dict[str, tuple[str, str]] = {
     "annotation_coverage": ("warning", "an annotation stream (RoboGenesis) covers too few frames"),
 }
 DATASET_CHECKS: dict[str, tuple[str, str]] = {
-    "metadata_mismatch": ("warning", "meta/info.json totals or episode indices disagree with the episode list"),
+    "metadata_mismatch": ("error", "meta/info.json totals, chunk/file counts or episode indices disagree with the files"),
+    "orphan_file": ("error", "a data file no episode points to (LeRobot loads every data file: extra rows)"),
+    "timestamp_column": ("error", "info.json has no timestamp feature"),
+    "stats_orphan": ("warning", "per-episode stats rows for episodes that do not exist"),
+    "dim_over_cap": ("warning", f"state or action has more than {MAX_DIM} dims (LabVLA's default max_state_dim/max_action_dim)"),
     "missing_stats": ("warning", "meta/stats.json is missing (LeRobot needs it to normalize)"),
 }
+SEVERITY_RANK = {"warning": 1, "error": 2}
 
 
 @dataclass
@@ -134,25 +160,74 @@ class _Scanner:
         self.video_probe: dict[Path, dict] = {}
         # Per-episode action quantiles for the robust bounds: episode -> (count, q[5, D], min[D], max[D]).
         self.action_q: dict[int, tuple[int, np.ndarray, np.ndarray, np.ndarray]] = {}
+        # Per data file: findings of its column check, and the columns not to read (wrong type).
+        self.file_findings: dict[Path, list[Finding]] = {}
+        self.bad_columns: dict[Path, set[str]] = {}
+        # stuck_dim: feature -> episode -> which dims move in that episode.
+        self.moving: dict[str, dict[int, np.ndarray]] = {ACTION: {}, STATE: {}}
 
     # ---- pass 1 -------------------------------------------------------------------------------
     def run(self) -> None:
-        for ep in iter_episodes(self.view, self.columns):
+        self.check_file_columns()
+        for ep in iter_episodes(self.view, self.columns, exclude=self.bad_columns):
             out = self.findings[ep.ref.index]
+            out.extend(self.file_findings.get(ep.ref.data_path, []))
             if ep.error:
                 out.append(Finding(ep.error, ep.message, None, {"file": str(ep.ref.data_path)}))
             else:
                 self.rows[ep.ref.index] = ep.num_rows
-                out.extend(self.check_frames(ep))
+                try:
+                    out.extend(self.check_frames(ep))
+                except Exception as exc:  # values no check expected: a finding, never an aborted scan
+                    out.append(Finding("unreadable_file", f"the rows of episode {ep.ref.index} in {ep.ref.data_path} "
+                                       f"could not be checked: {type(exc).__name__}: {exc}", None,
+                                       {"file": str(ep.ref.data_path)}))
             out.extend(self.check_task(ep.ref))
             out.extend(self.check_videos(ep.ref, ep.num_rows if not ep.error else ep.ref.length))
         self.check_lengths()
         self.check_outliers()
+        self.check_stuck_dims()
+        self.check_concat_hazards()
+
+    def check_file_columns(self) -> None:
+        """Compare each data file's columns with info.json (schema only, no rows read)."""
+        for rel in dict.fromkeys(ep.data_path for ep in self.view.episodes):
+            try:
+                schema = pq.read_schema(self.view.root / rel)
+            except Exception:  # missing or unreadable: the reader reports it per episode
+                continue
+            problems = check_columns(schema, self.view.features)
+            found = []
+            for severity, check in (("error", "schema_mismatch"), ("warning", "dtype_cast")):
+                hits = [p for p in problems if p.severity == severity]
+                if hits:
+                    found.append(Finding(check, f"data file {rel}: " + "; ".join(p.message for p in hits), None,
+                                         {"file": str(rel), "columns": sorted({p.column for p in hits})}))
+            self.file_findings[rel] = found
+            self.bad_columns[rel] = {p.column for p in problems if p.severity == "error"}
+
+    def check_shapes(self, ep: EpisodeData) -> list[Finding]:
+        """Vectors of another length than info.json's shape (variable-length list columns); such
+        columns are left out of every other check."""
+        bad = []
+        for key in self.view.numeric_keys():
+            arr = ep.columns.get(key)
+            if arr is None or arr.ndim != 2 or arr.dtype == object:
+                continue
+            if arr.shape[1] != vector_size(self.view.features[key]):
+                bad.append(key)
+        if not bad:
+            return []
+        sizes = {k: ep.columns.pop(k).shape[1] for k in bad}
+        msg = "; ".join(f"{k} has {d} values per frame, info.json says {vector_size(self.view.features[k])}"
+                        for k, d in sizes.items())
+        return [Finding("schema_mismatch", f"data file {ep.ref.data_path}: {msg}", None,
+                        {"file": str(ep.ref.data_path), "columns": bad})]
 
     def check_frames(self, ep: EpisodeData) -> list[Finding]:
         ref, cols, cfg = ep.ref, ep.columns, self.cfg
         n = ep.num_rows
-        out = []
+        out = self.check_shapes(ep)
         if n != ref.length:
             out.append(Finding("length_mismatch", f"{n} rows in the data, {ref.length} in the metadata", None,
                                {"rows": n, "length": ref.length}))
@@ -163,7 +238,12 @@ class _Scanner:
                 out.append(Finding("episode_index_mismatch", f"rows say episode_index {found}, metadata says {ref.index}",
                                    _frames(bad), {"found": found}))
         if "index" in cols and ref.row_start is not None:
-            bad = cols["index"] != ref.row_start + np.arange(n)
+            # `index` may follow the metadata (dataset_from_index + k) or the rows' positions in the
+            # file (which differ after an earlier episode gained or lost a row): either is the row's own.
+            k = np.arange(n)
+            bad = cols["index"] != ref.row_start + k
+            if ep.position_start is not None:
+                bad &= cols["index"] != ep.position_start + k
             if bad.any():
                 out.append(Finding("episode_index_mismatch", "global `index` column does not match dataset_from_index",
                                    _frames(bad), {"dataset_from_index": ref.row_start}))
@@ -202,6 +282,12 @@ class _Scanner:
                                    _frames(bad.any(1)), {"feature": key, "dims": dims}))
         if ACTION in cols:
             out.extend(self.check_action(ref, cols[ACTION].reshape(n, -1)))
+        for key, moving in self.moving.items():
+            if key in cols and n >= 2:
+                arr = cols[key].reshape(n, -1).astype(np.float64)
+                finite = np.isfinite(arr)
+                span = np.where(finite, arr, -np.inf).max(0) - np.where(finite, arr, np.inf).min(0)
+                moving[ref.index] = span > cfg.stuck_eps  # a dim without finite values: -inf, not moving
         for key, dims in self.dims.items():
             if key in cols and has_limits(dims):
                 out.extend(self.check_limits(key, cols[key].reshape(n, -1), dims))
@@ -229,7 +315,7 @@ class _Scanner:
         cfg, out = self.cfg, []
         finite = np.isfinite(act).all(1)
         a = act[finite].astype(np.float64)
-        if len(a) >= 1:
+        if len(a) >= 1 and act.shape[1] == vector_size(self.view.features[ACTION]):
             q = np.quantile(a, [0.01, 0.10, 0.50, 0.90, 0.99], axis=0)
             self.action_q[ref.index] = (len(a), q, a.min(0), a.max(0))
         n = len(act)
@@ -294,6 +380,15 @@ class _Scanner:
                 out.append(Finding("unreadable_file", f"video {vref.path} is unreadable: {probe['error']}", None,
                                    {"file": str(vref.path), "feature": key}))
                 continue
+            if probe["packets"] <= STUB_PACKETS:
+                out.append(Finding("video_stub", f"video {vref.path} holds {probe['packets']} packets "
+                                   f"(<= {STUB_PACKETS}: a failed recording)", None,
+                                   {"file": str(vref.path), "feature": key, "packets": probe["packets"]}))
+                continue
+            if probe["rate"] is not None and abs(probe["rate"] - self.fps) > 0.01 * self.fps:
+                out.append(Finding("video_fps_mismatch", f"video {vref.path} runs at {probe['rate']:.3g} fps, "
+                                   f"info.json says {self.fps}", None,
+                                   {"file": str(vref.path), "feature": key, "video_fps": probe["rate"]}))
             if vref.from_timestamp is None:  # v2.1: one file per episode
                 frames = probe["frames"]
             else:
@@ -316,6 +411,56 @@ class _Scanner:
         if path not in self.video_probe:
             self.video_probe[path] = _probe_video(path, self.fps, self.cfg.decode_video)
         return self.video_probe[path]
+
+    def check_stuck_dims(self) -> None:
+        """stuck_dim: a dim frozen through one episode while its other dims move, and while that dim
+        moves in at least half the episodes (a dim still in every episode is a layout, not a fault)."""
+        for key, moving in self.moving.items():
+            if not moving or key not in self.view.features:
+                continue
+            size = vector_size(self.view.features[key])
+            rows = {i: m for i, m in moving.items() if len(m) == size}
+            if len(rows) < 2:
+                continue
+            share = np.mean(np.stack(list(rows.values())), axis=0)
+            dims = feature_dims(self.cfg.schema, key, self.view.dim_names(key))
+            # A gripper that stays open through a whole episode (a press or push task) is normal.
+            usual = np.array([share[d] >= 0.5 and dims[d].kind != "gripper" for d in range(size)])
+            for idx, m in rows.items():
+                frozen = usual & ~m
+                if frozen.any() and m.any():
+                    names = [dims[d].name for d in np.flatnonzero(frozen)]
+                    self.findings[idx].append(Finding(
+                        "stuck_dim", f"{key} {', '.join(names)} frozen for the whole episode while other dims move",
+                        None, {"feature": key, "dims": names}))
+
+    def check_concat_hazards(self) -> None:
+        """The official toolkit's video_concat_hazards: per camera, a video whose first DTS differs
+        from the usual one and is shared by at most 1 % of the camera's files. LeRobot's ffconcat
+        offsets files by their start time, not their first DTS, so such a file makes DTS step back."""
+        for key in self.view.video_keys:
+            files = {}
+            for ep in self.view.episodes:
+                vref = ep.videos.get(key)
+                probe = self.video_probe.get(self.view.root / vref.path) if vref else None
+                if probe and probe.get("first_dts") is not None:
+                    files.setdefault(vref.path, probe["first_dts"])
+            counts: dict[int, int] = {}
+            for dts in files.values():
+                counts[dts] = counts.get(dts, 0) + 1
+            if len(counts) < 2:
+                continue
+            modal, modal_n = max(counts.items(), key=lambda kv: kv[1])
+            limit = max(1, int(DTS_OUTLIER_SHARE * len(files)))
+            hazards = {f for f, dts in files.items() if dts != modal and counts[dts] <= limit and counts[dts] < modal_n}
+            for ep in self.view.episodes:
+                vref = ep.videos.get(key)
+                if vref and vref.path in hazards:
+                    dts = files[vref.path]
+                    self.findings[ep.index].append(Finding(
+                        "video_concat_hazard", f"video {vref.path} starts at DTS {dts}, {modal_n} of {len(files)} "
+                        f"{key} videos start at {modal}", None,
+                        {"file": str(vref.path), "feature": key, "first_dts": dts, "modal_first_dts": modal}))
 
     # ---- dataset-wide checks ------------------------------------------------------------------
     def check_lengths(self) -> None:
@@ -389,15 +534,66 @@ class _Scanner:
 
     def dataset_findings(self) -> list[dict]:
         out = []
-        info, eps = self.view.info, self.view.episodes
-        if int(info.get("total_episodes", len(eps))) != len(eps):
-            out.append(("metadata_mismatch", f"info.json says {info.get('total_episodes')} episodes, metadata lists {len(eps)}"))
+        view = self.view
+        info, eps, root = view.info, view.episodes, view.root
+        frames = sum(self.rows.get(ep.index, ep.length) for ep in eps)
+        # LeRobot sizes the dataset from these totals (len(ds) = total_frames): a wrong one ends in
+        # an IndexError in the middle of training.
+        for key, have, what in (("total_episodes", len(eps), "episodes in meta/episodes"),
+                                ("total_frames", frames, "rows in the data files"),
+                                ("total_tasks", len(view.tasks), "tasks in the tasks table")):
+            if key in info and info[key] != have:
+                out.append(("metadata_mismatch", f"info.json {key} is {info[key]}, the dataset has {have} {what}"))
         idx = [ep.index for ep in eps]
         if idx != list(range(len(eps))):
             out.append(("metadata_mismatch", "episode indices are not 0..N-1 in order"))
-        if self.view.version == V30 and not (self.view.root / "meta" / "stats.json").is_file():
+        data_files = {p.relative_to(root).as_posix() for p in (root / "data").glob("*/*.parquet")}
+        used = {ep.data_path.as_posix() for ep in eps}
+        if view.version == V30:
+            orphans = sorted(data_files - used)
+            if orphans:
+                out.append(("orphan_file", f"{len(orphans)} data file(s) no episode points to: {', '.join(orphans[:5])}"))
+        else:
+            chunks = len({Path(f).parent for f in used})
+            if "total_chunks" in info and info["total_chunks"] != chunks:
+                out.append(("metadata_mismatch", f"info.json total_chunks is {info['total_chunks']}, "
+                            f"the episodes use {chunks} chunk folder(s)"))
+            videos = sum(len(ep.videos) for ep in eps)
+            if "total_videos" in info and view.video_keys and info["total_videos"] != videos:
+                out.append(("metadata_mismatch", f"info.json total_videos is {info['total_videos']}, "
+                            f"the episodes have {videos}"))
+            out.extend(_stats_orphans(root, set(idx)))
+        if "timestamp" not in view.features:
+            out.append(("timestamp_column", "info.json has no timestamp feature; LeRobot aligns frames and "
+                        "video by it"))
+        for key in (STATE, ACTION):
+            if key in view.features and vector_size(view.features[key]) > MAX_DIM:
+                out.append(("dim_over_cap", f"{key} has {vector_size(view.features[key])} dims > {MAX_DIM}; "
+                            f"train LabVLA with --policy.max_{'action' if key == ACTION else 'state'}_dim of at least that"))
+        if view.version == V30 and not (root / "meta" / "stats.json").is_file():
             out.append(("missing_stats", "meta/stats.json is missing"))
         return [{"check": c, "severity": DATASET_CHECKS[c][0], "message": m} for c, m in out]
+
+
+def _stats_orphans(root: Path, episodes: set[int]) -> list[tuple[str, str]]:
+    """v2.1: meta/episodes_stats.jsonl lines for episodes that episodes.jsonl lacks (LeRobot's
+    v2.1->v3.0 converter pairs them up by position and fails)."""
+    path = root / "meta" / "episodes_stats.jsonl"
+    if not path.is_file():
+        return []
+    orphans = set()
+    try:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                item = json.loads(line)
+                if isinstance(item, dict) and item.get("episode_index") not in episodes:
+                    orphans.add(str(item.get("episode_index")))
+    except ValueError as exc:
+        return [("stats_orphan", f"meta/episodes_stats.jsonl is not valid JSON lines ({exc})")]
+    if not orphans:
+        return []
+    return [("stats_orphan", f"meta/episodes_stats.jsonl has stats for {len(orphans)} episode(s) that do not exist: "
+             f"{', '.join(sorted(orphans)[:10])}")]
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -408,7 +604,8 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _probe_video(path: Path, fps: int, decode: bool) -> dict:
-    """Frame count and duration of a video from its container (all frames' times if `decode`)."""
+    """Frame count, duration, rate, packet count (up to STUB_PACKETS + 1) and first DTS of a video,
+    and one decoded frame (all frames' times if `decode`)."""
     import av
 
     try:
@@ -419,12 +616,31 @@ def _probe_video(path: Path, fps: int, decode: bool) -> dict:
             else:
                 duration = float(container.duration / av.time_base) if container.duration else 0.0
             frames = int(stream.frames) or int(round(duration * fps))
-            out = {"frames": frames, "duration": duration}
-            if decode:
+            rate = stream.average_rate or stream.guessed_rate
+            out = {"frames": frames, "duration": duration, "rate": float(rate) if rate else None}
+            # As the official toolkit's video_stubs / video_concat_hazards / video_decode: demux a
+            # few packets (count, first DTS) and decode the first frame, single-threaded.
+            stream.thread_type = "NONE"
+            packets, first_dts, decoded = 0, None, False
+            for packet in container.demux(stream):
+                if packet.dts is None:  # the demuxer's flush packet
+                    continue
+                packets += 1
+                first_dts = int(packet.dts) if first_dts is None else first_dts
+                decoded = decoded or bool(stream.codec_context.decode(packet))
+                if decoded and packets > STUB_PACKETS:
+                    break
+            decoded = decoded or bool(stream.codec_context.decode(None))
+            if not decoded:
+                return {"error": "no frame decodes"}
+            out.update(packets=packets, first_dts=first_dts)
+        if decode:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
                 times = [float(f.pts * f.time_base) for f in container.decode(stream) if f.pts is not None]
                 out["times"] = np.asarray(times)
                 out["frames"] = len(times)
-            return out
+        return out
     except Exception as exc:  # PyAV raises InvalidDataError, IndexError (no stream), ...
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -435,6 +651,7 @@ def scan_dataset(root: str | Path, cfg: ScanConfig | None = None) -> dict:
     check_schema(cfg.schema)
     t0 = time.perf_counter()
     view = open_dataset(root)
+    identity = fingerprint(view.root)  # before reading: a file changed during the scan then shows up in clean
     scanner = _Scanner(view, cfg)
     scanner.run()
     elapsed = time.perf_counter() - t0
@@ -477,6 +694,7 @@ def scan_dataset(root: str | Path, cfg: ScanConfig | None = None) -> dict:
             "total_frames": int(sum(e["length"] for e in episodes)),
             "features": {k: {"dtype": ft["dtype"], "shape": list(ft.get("shape") or [])} for k, ft in view.features.items()},
             "video_keys": view.video_keys,
+            "fingerprint": identity,
         },
         "config": asdict(cfg),
         "checks": {k: {"severity": s, "description": d} for k, (s, d) in {**CHECKS, **DATASET_CHECKS}.items()},
@@ -492,6 +710,13 @@ def scan_dataset(root: str | Path, cfg: ScanConfig | None = None) -> dict:
         "dataset_findings": scanner.dataset_findings(),
         "episodes": episodes,
     }
+
+
+def worst_severity(report: dict) -> str | None:
+    """"error", "warning" or None: the most severe finding of the report, episodes and dataset."""
+    severities = {f["severity"] for e in report["episodes"] for f in e["findings"]}
+    severities |= {f["severity"] for f in report["dataset_findings"]}
+    return max(severities, key=SEVERITY_RANK.__getitem__, default=None)
 
 
 def write_report(report: dict, path: str | Path) -> Path:

@@ -9,6 +9,7 @@ v2.1 and v3.0 episode by episode and keeps the per-episode numbers too.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ def compute_stats(root: str | Path, schema: str = "lerobot") -> dict:
         features[key]["overall"] = _jsonable({key: overall[key]})[key]
         if has_limits(dims):
             ranges.extend(_range_violations(key, dims, overall[key], per_episode))
-    return {
+    result = {
         "dataset": {"root": str(Path(root).resolve()), "codebase_version": view.version, "fps": view.fps,
                     "robot_type": view.robot_type, "total_episodes": len(view.episodes)},
         "schema": schema,
@@ -75,6 +76,32 @@ def compute_stats(root: str | Path, schema: str = "lerobot") -> dict:
         "skipped_episodes": skipped,
         "per_episode": per_episode,
     }
+    bad: list[str] = []
+    result = _finite_or_null(result, "", bad)  # strict JSON: NaN/Inf become null, and are named
+    result["findings"] = []
+    if bad:
+        result["findings"].append({
+            "check": "non_finite_stats",
+            "severity": "error",
+            "message": f"{len(bad)} stats values are NaN or Inf (written as null), e.g. {', '.join(bad[:3])}; "
+                       "`labvla-data scan` names the frames (nan_inf)",
+            "paths": bad[:100],
+        })
+    return result
+
+
+def _finite_or_null(obj, path: str, bad: list[str]):
+    """`obj` with every non-finite float replaced by None; their paths appended to `bad`."""
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return obj
+        bad.append(path)
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v, f"{path}.{k}" if path else str(k), bad) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_null(v, f"{path}[{i}]", bad) for i, v in enumerate(obj)]
+    return obj
 
 
 def _range_violations(key: str, dims, overall: dict, per_episode: list[dict]) -> list[dict]:
@@ -110,6 +137,9 @@ def stats_table(result: dict, keys: list[str] | None = None) -> str:
             name = ft["names"][d] if d < len(ft["names"]) else str(d)
             lines.append(f"{key:<22}{name:<14}{count:>8}" + "".join(f"{vals[c][d]:>10.4g}" for c in cols))
     for v in result["range_violations"]:
-        lines.append(f"out of range: {v['feature']}.{v['dim']} in [{v['min']:.4g}, {v['max']:.4g}], "
+        lo, hi = (f"{x:.4g}" if x is not None else "nan" for x in (v["min"], v["max"]))
+        lines.append(f"out of range: {v['feature']}.{v['dim']} in [{lo}, {hi}], "
                      f"limits [{v['low']}, {v['high']}], episodes {v['episodes'][:20]}")
+    for f in result.get("findings", []):
+        lines.append(f"{f['check']} ({f['severity']}): {f['message']}")
     return "\n".join(lines)
