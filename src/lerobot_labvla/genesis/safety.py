@@ -13,6 +13,7 @@ from lerobot_labvla.sim.scene import GRASPABLE_CATEGORIES, Sim
 from lerobot_labvla.sim.skills import particles_inside
 
 GLASSWARE = GRASPABLE_CATEGORIES  # beaker, flask, graduated_cylinder, test_tube, bottle
+DROP_FALL, DROP_WINDOW = 0.03, 40  # m fallen within this many steps after leaving the closed gripper
 REASONS = ("contact_force", "collision", "dropped", "tipped", "spill")
 
 
@@ -33,6 +34,7 @@ class SafetyMonitor:
     violations: list[tuple[str, int, str]] = field(default_factory=list)
     max_force: float = 0.0
     _held: set = field(default_factory=set)
+    _lost: dict = field(default_factory=dict)  # object -> (z, frame) when it left the closed gripper
 
     def __post_init__(self):
         m = self.sim.model
@@ -77,14 +79,20 @@ class SafetyMonitor:
             if hit and f > 1.0:
                 self._flag("collision", frame, f"unintended contact with {hit[0]} ({f:.0f} N)")
                 events.append(f"{'robot' if (r1 or r2) else '+'.join(sorted(other & held_now))}-{hit[0]} {f:.1f}N")
-        # Dropped = lost while the gripper stays commanded closed (an opened gripper releases on purpose).
+        # Dropped = slipped out of the closed gripper and then fell (a finger losing touch for a moment
+        # while setting an object down is not a drop; an opened gripper releases on purpose).
         if gripper_closed:
             for n in self._held - held_now:
-                if sim.body_pos(sim.assets[n].body)[2] > 0.02:
-                    self._flag("dropped", frame, f"{n} slipped out of the closed gripper")
+                self._lost.setdefault(n, (sim.body_pos(sim.assets[n].body)[2], frame))
             self._held = held_now
         else:
             self._held = set()
+        for n, (z, since) in list(self._lost.items()):
+            if n in held_now or frame - since > DROP_WINDOW:
+                del self._lost[n]
+            elif sim.body_pos(sim.assets[n].body)[2] < z - DROP_FALL:
+                self._flag("dropped", frame, f"{n} slipped out of the closed gripper and fell")
+                del self._lost[n]
         for n in self._glass:
             if n not in held_now and sim.body_upright(sim.assets[n].body) < self.limits.tip_upright:
                 self._flag("tipped", frame, f"{n} tipped over (upright {sim.body_upright(sim.assets[n].body):.2f})")

@@ -1,0 +1,114 @@
+"""`labvla-genesis`: validate / compile / generate (RoboGenesis).
+
+    labvla-genesis validate examples/workflows/heat_beaker.yaml
+    labvla-genesis compile "Take the small beaker, pour half into the flask ..." -o wf.yaml
+    labvla-genesis generate wf.yaml --episodes 500 --workers 2 --out DIR --seed 0 [--backend ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from lerobot_labvla.errors import LabVLAError, cli_errors
+
+
+def _validate(args) -> int:
+    from lerobot_labvla.genesis.validate import validate
+    from lerobot_labvla.genesis.workflow import WorkflowError, load_workflow
+
+    bad = 0
+    for path in args.workflows:
+        try:
+            issues = validate(load_workflow(path))
+        except WorkflowError as exc:
+            print(f"{exc.where}: error: {exc.message}" + (f"; fix: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+            bad += 1
+            continue
+        for issue in issues:
+            print(issue, file=sys.stderr)
+        errors = sum(i.severity == "error" for i in issues)
+        warnings = len(issues) - errors
+        if errors or (args.strict and warnings):
+            bad += 1
+        else:
+            print(f"{path}: ok" + (f" ({warnings} warning{'s' * (warnings != 1)})" if warnings else ""))
+    return 2 if bad else 0
+
+
+def _compile(args) -> int:
+    from lerobot_labvla.genesis.protocol import compile_protocol, compile_with_llm
+
+    text = Path(args.protocol[1:]).read_text() if args.protocol.startswith("@") else args.protocol
+    out = compile_with_llm(text, args.llm, args.name) if args.llm else compile_protocol(text, args.name)
+    if args.output:
+        tmp = Path(args.output).with_name(Path(args.output).name + ".tmp")
+        tmp.write_text(out)
+        os.replace(tmp, args.output)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+def _generate(args) -> int:
+    from lerobot_labvla.genesis.generate import generate
+    from lerobot_labvla.genesis.validate import validate
+    from lerobot_labvla.genesis.workflow import load_workflow
+
+    loaded = load_workflow(args.workflow)
+    errors = [i for i in validate(loaded) if i.severity == "error"]
+    if errors:
+        raise LabVLAError(f"{errors[0]} (run `labvla-genesis validate {args.workflow}` for all problems)")
+    report = generate(loaded, Path(args.out), episodes=args.episodes, workers=args.workers, seed=args.seed,
+                      image_size=args.image_size, backend=args.backend, repo_id=args.repo_id,
+                      max_attempts=args.max_attempts, flush_every=args.flush_every, progress=not args.no_progress)
+    print(json.dumps({k: report[k] for k in ("kept", "tried", "success_rate", "rejected")}))
+    return 0 if report["kept"] >= args.episodes else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="labvla-genesis", description="RoboGenesis: lab protocols -> LeRobot datasets")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="check workflow YAMLs offline (exit 2 on errors)")
+    v.add_argument("workflows", nargs="+")
+    v.add_argument("--strict", action="store_true", help="warnings fail too")
+    c = sub.add_parser("compile", help="protocol text -> validated workflow YAML")
+    c.add_argument("protocol", help="the protocol text, or @file.txt")
+    c.add_argument("-o", "--output", help="write the YAML here (default: stdout)")
+    c.add_argument("--name", default="compiled_protocol", help="workflow name")
+    c.add_argument("--llm", help="a local instruction-tuned model directory (transformers) instead of the parser")
+    g = sub.add_parser("generate", help="roll out a workflow and write a LeRobot v3 dataset")
+    g.add_argument("workflow")
+    g.add_argument("--episodes", type=int, default=10, help="successful episodes to keep")
+    g.add_argument("--workers", type=int, default=1)
+    g.add_argument("--out", required=True, help="dataset directory (LeRobotDataset(repo_id, root=OUT))")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--image-size", type=int, default=224, help="square camera images (LabUtopia's default: 224)")
+    g.add_argument("--backend", choices=("local", "ray"), default="local", help="local process pool or a Ray cluster")
+    g.add_argument("--repo-id", default=None, help="dataset repo id (default: local/<workflow name>)")
+    g.add_argument("--max-attempts", type=int, default=None, help="give up after this many tries (default: 3x episodes + 10)")
+    g.add_argument("--flush-every", type=int, default=25, help="publish the dataset every N kept episodes")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "generate":
+        if args.episodes < 1 or args.workers < 1:
+            raise LabVLAError(f"--episodes {args.episodes} and --workers {args.workers} must be >= 1")
+        if not 16 <= args.image_size <= 1024:
+            raise LabVLAError(f"--image-size {args.image_size} out of range; expected 16..1024")
+    handler = {"validate": _validate, "compile": _compile, "generate": _generate}[args.command]
+    raise SystemExit(handler(args))
+
+
+if __name__ == "__main__":
+    main()
