@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import signal
@@ -99,6 +101,21 @@ def server(checkpoint, tmp_path_factory) -> Iterator[ServerProcess]:
     )
     yield srv
     srv.stop()
+
+
+# `fake_server.py`'s server (fixed-cost fake model, checkable answers) in a subprocess.
+FAKE_SERVER = f"import sys; sys.path.insert(0, {str(HERE)!r}); import fake_server; fake_server.main()"
+
+
+@pytest.fixture
+def start_fake_server(start_server, tmp_path):
+    """`start_fake_server(cost_ms=20, api_key=..., ...)` → a running fake-model `ServerProcess`."""
+    counter = itertools.count()
+
+    def start(**cfg) -> ServerProcess:
+        return start_server([json.dumps(cfg)], tmp_path / f"fake_server_{next(counter)}.log", python_code=FAKE_SERVER)
+
+    return start
 
 
 @pytest.fixture

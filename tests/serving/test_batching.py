@@ -1,4 +1,5 @@
-"""The batcher on its own: concurrent requests share model calls; one failure stays with its request."""
+"""The batcher on its own: concurrent requests share model calls; a failure stays with its request and
+its client; nobody waits for connections that are not sending."""
 
 import asyncio
 import threading
@@ -7,52 +8,144 @@ import time
 import numpy as np
 import pytest
 
-from lerobot_labvla.serving.batching import Batcher
+from lerobot_labvla.serving.batching import Batcher, InferenceError
 
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 30))
 
 
-def slow_model(calls: list):
+def slow_model(calls: list, cost_s: float = 0.02):
     def infer(obs: list) -> np.ndarray:
-        calls.append(len(obs))
+        calls.append(list(obs))
         if any(o == "bad" for o in obs):
             raise ValueError("bad observation")
-        time.sleep(0.02)
+        time.sleep(cost_s)
         return np.stack([np.full((10, 7), o, np.float32) for o in obs])
 
     return infer
 
 
-def test_concurrent_requests_are_batched_and_routed_back():
+async def submit_all(b: Batcher, items, clients=None):
+    clients = clients or [None] * len(items)
+    return await asyncio.gather(*(b.submit(o, c) for o, c in zip(items, clients, strict=True)), return_exceptions=True)
+
+
+def test_requests_queued_during_a_model_call_share_the_next_one_and_are_routed_back():
     calls: list = []
 
     async def main():
-        b = Batcher(slow_model(calls), max_batch=8, timeout_s=0.05, open_connections=lambda: 8)
+        b = Batcher(slow_model(calls), max_batch=8, timeout_s=0.05)
         b.start()
-        results = await asyncio.gather(*(b.submit(i) for i in range(8)))
+        first = asyncio.ensure_future(b.submit(-1))
+        await asyncio.sleep(0.005)  # the model is busy with `first`; these 8 queue up meanwhile
+        results = await submit_all(b, list(range(8)))
+        await first
         await b.stop()
         return results
 
     results = run(main())
     assert [r.actions[0, 0] for r in results] == list(range(8))  # each client gets its own row
-    assert max(calls) > 1 and sum(calls) == 8
+    assert [len(c) for c in calls] == [1, 8]
+    assert all(r.batch_size == 8 for r in results)
 
 
-def test_a_failing_request_does_not_fail_its_batch_mates():
+def test_a_lone_request_never_waits_for_idle_connections():
+    # A long batch window must not delay a request when no other request is on its way, however
+    # many connections are open.
     calls: list = []
 
     async def main():
-        b = Batcher(slow_model(calls), max_batch=4, timeout_s=0.05, open_connections=lambda: 4)
+        b = Batcher(slow_model(calls, 0.001), max_batch=8, timeout_s=1.0, arriving=lambda: 0)
         b.start()
-        results = await asyncio.gather(*(b.submit(o) for o in (1, "bad", 3, 4)), return_exceptions=True)
+        out = [await b.submit(i, "c") for i in range(3)]
         await b.stop()
-        return results
+        return out
 
+    t0 = time.perf_counter()
     results = run(main())
-    assert isinstance(results[1], RuntimeError) and "bad observation" in str(results[1])
-    assert [results[i].actions[0, 0] for i in (0, 2, 3)] == [1, 3, 4]
+    assert time.perf_counter() - t0 < 0.5  # with a 1 s window that waited, this takes 3 s
+    assert all(r.queue_ms < 100 for r in results)
+
+
+def test_the_batcher_waits_for_requests_still_being_decoded():
+    calls: list = []
+    arriving = [1]
+
+    async def main():
+        b = Batcher(slow_model(calls, 0.001), max_batch=8, timeout_s=0.5, arriving=lambda: arriving[0])
+        b.start()
+        first = asyncio.ensure_future(b.submit(1, "a"))
+        await asyncio.sleep(0.05)  # the second request is "being decoded"
+        arriving[0] = 0
+        second = await b.submit(2, "b")
+        await first
+        await b.stop()
+        return second
+
+    assert run(main()).batch_size == 2
+    assert [len(c) for c in calls] == [2]
+
+
+def test_a_failing_request_gets_its_error_without_a_call_per_batch_mate():
+    calls: list = []
+
+    async def main():
+        b = Batcher(slow_model(calls), max_batch=8, timeout_s=0.05)
+        b.start()
+        first = asyncio.ensure_future(b.submit(-1))
+        await asyncio.sleep(0.005)
+        items = [1, 2, 3, "bad", 5, 6, 7, 8]
+        results = await submit_all(b, items, clients=[f"c{i}" for i in range(8)])
+        await first
+        await b.stop()
+        return b, results
+
+    b, results = run(main())
+    assert isinstance(results[3], InferenceError) and "bad observation" in str(results[3])
+    assert [results[i].actions[0, 0] for i in (0, 1, 2, 4, 5, 6, 7)] == [1, 2, 3, 5, 6, 7, 8]
+    # 8 -> 4 + 4 -> (2 + 2) -> (1 + 1): 6 calls after the failed one, not 8 one-by-one reruns.
+    assert len(calls) - 2 <= 6, [len(c) for c in calls]
+    assert max(len(c) for c in calls[2:]) == 4
+    assert b.suspects == {"c3"}
+
+
+def test_a_suspect_client_runs_alone_until_it_succeeds():
+    calls: list = []
+
+    async def main():
+        b = Batcher(slow_model(calls), max_batch=8, timeout_s=0.05)
+        b.suspects.add("poison")
+        b.start()
+        first = asyncio.ensure_future(b.submit(-1, "x"))
+        await asyncio.sleep(0.005)
+        results = await submit_all(b, [1, "bad", 2, 3], clients=["a", "poison", "b", "c"])
+        await first
+        still = "poison" in b.suspects
+        await b.submit(4, "poison")  # succeeds: no longer a suspect
+        await b.stop()
+        return results, still, b.suspects
+
+    results, still, suspects = run(main())
+    assert isinstance(results[1], InferenceError)
+    assert ["bad"] in calls and [1, 2, 3] in calls  # the others' batch never held the suspect's request
+    assert still and suspects == set()
+
+
+def test_one_request_per_client_per_batch():
+    calls: list = []
+
+    async def main():
+        b = Batcher(slow_model(calls), max_batch=8, timeout_s=0.05)
+        b.start()
+        first = asyncio.ensure_future(b.submit(-1, "x"))
+        await asyncio.sleep(0.005)
+        await submit_all(b, [1, 2, 3, 4], clients=["greedy", "greedy", "greedy", "other"])
+        await first
+        await b.stop()
+
+    run(main())
+    assert calls[1:] == [[1, 4], [2], [3]]
 
 
 @pytest.mark.parametrize("max_batch", [1, 4])
@@ -60,13 +153,13 @@ def test_max_batch_is_respected(max_batch):
     calls: list = []
 
     async def main():
-        b = Batcher(slow_model(calls), max_batch=max_batch, timeout_s=0.05, open_connections=lambda: 6)
+        b = Batcher(slow_model(calls), max_batch=max_batch, timeout_s=0.05)
         b.start()
-        await asyncio.gather(*(b.submit(i) for i in range(6)))
+        await submit_all(b, list(range(6)))
         await b.stop()
 
     run(main())
-    assert max(calls) <= max_batch
+    assert max(len(c) for c in calls) <= max_batch
 
 
 def test_a_fast_model_stays_on_the_event_loop_through_a_preempted_call():
@@ -92,3 +185,23 @@ def test_a_fast_model_stays_on_the_event_loop_through_a_preempted_call():
     loop_thread = threading.current_thread().name
     assert threads[0] != loop_thread  # the first call has no timing yet: worker thread
     assert threads[1:] == [loop_thread] * 11, threads
+
+
+def test_a_new_client_failing_in_a_batch_of_proven_ones_costs_them_one_extra_call():
+    calls: list = []
+
+    async def main():
+        b = Batcher(slow_model(calls), max_batch=8, timeout_s=0.05)
+        b.start()
+        await submit_all(b, [0, 0, 0], clients=["a", "b", "c"])  # a, b and c have run before
+        first = asyncio.ensure_future(b.submit(-1, "x"))
+        await asyncio.sleep(0.005)
+        n_before = len(calls)
+        results = await submit_all(b, [1, "bad", 2, 3], clients=["a", "new", "b", "c"])
+        await first
+        await b.stop()
+        return results, calls[n_before:]
+
+    results, after = run(main())
+    assert isinstance(results[1], InferenceError)
+    assert after == [[1, "bad", 2, 3], [1, 2, 3], ["bad"]]

@@ -3,24 +3,50 @@
 An array travels as `{b"__ndarray__": True, b"data": raw bytes, b"dtype": dtype.str, b"shape": shape}`
 and a NumPy scalar as `{b"__npgeneric__": True, b"data": item, b"dtype": dtype.str}`, exactly as
 `openpi_client.msgpack_numpy` writes them, so either side can be openpi's. Decoding is stricter
-than openpi's: only plain numeric/bool dtypes are accepted (never object arrays, never pickle) and
-the byte count must match the shape, so a hostile message fails with a clear error instead of
-allocating or executing anything.
+than openpi's and its cost is bounded by `Limits`, checked from msgpack's length headers before
+anything is allocated: only plain numeric/bool dtypes (never object arrays, never pickle), shapes
+of non-negative sizes whose byte count matches the data, arrays in native byte order (a big-endian
+array is converted here, so nothing downstream sees one), and caps on string length, container
+length and the total number of containers and items in one message.
 """
 
 from __future__ import annotations
 
 import functools
+import re
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import numpy as np
 
 _ALLOWED_KINDS = frozenset("biuf")  # bool, signed, unsigned, float
+MAX_NDIM = 8
 
 
 class WireFormatError(ValueError):
-    """A message that is not valid msgpack-numpy."""
+    """A message that is not valid msgpack-numpy, or is over a decoding limit."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one message may hold. Each is checked before the data it governs is decoded."""
+
+    max_str_bytes: int = 1 << 16  # one string (a prompt is capped further, in characters, by the server)
+    max_items: int = 1 << 16  # all containers plus all their entries, summed over the message
+    max_bin_bytes: int = 1 << 30  # one byte blob (arrays); the message size limit is the real cap
+
+    def for_unpackb(self) -> dict[str, int]:
+        return {
+            "max_str_len": self.max_str_bytes,
+            "max_bin_len": self.max_bin_bytes,
+            "max_array_len": self.max_items,
+            "max_map_len": self.max_items,
+            "max_ext_len": 0,  # openpi never sends msgpack ext types
+        }
+
+
+DEFAULT_LIMITS = Limits()
 
 
 def _pack_default(obj: Any) -> Any:
@@ -42,41 +68,92 @@ def _pack_default(obj: Any) -> Any:
 
 @functools.lru_cache(maxsize=64)
 def _dtype(name: Any) -> np.dtype:
-    return np.dtype(name)
+    try:
+        dtype = np.dtype(name)
+    except TypeError:
+        raise WireFormatError(f"unknown array dtype {name!r}") from None
+    if dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise WireFormatError(f"array dtype {dtype} is not allowed; send bool, int, uint or float arrays")
+    return dtype
 
 
-def _unpack_hook(obj: dict) -> Any:
-    if b"__ndarray__" in obj:
-        try:
-            dtype = _dtype(obj[b"dtype"])  # the same few dtype strings arrive in every request
-            if dtype.kind not in _ALLOWED_KINDS:
-                raise WireFormatError(f"array dtype {dtype} is not allowed; send bool, int, uint or float arrays")
-            # Zero copy: a read-only view on the received bytes; numpy checks the byte count.
-            return np.frombuffer(obj[b"data"], dtype=dtype).reshape(obj[b"shape"])
-        except WireFormatError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WireFormatError(f"malformed __ndarray__ entry: {exc}") from None
-    if b"__npgeneric__" in obj:
-        try:
-            dtype = np.dtype(obj[b"dtype"])
-        except (KeyError, TypeError) as exc:
-            raise WireFormatError(f"malformed __npgeneric__ entry: {exc}") from None
-        if dtype.kind not in _ALLOWED_KINDS:
-            raise WireFormatError(f"scalar dtype {dtype} is not allowed")
-        return dtype.type(obj[b"data"])
-    return obj
+def _shape(shape: Any) -> tuple[int, ...]:
+    if not isinstance(shape, list | tuple) or len(shape) > MAX_NDIM:
+        raise WireFormatError(f"array shape must be a list of at most {MAX_NDIM} sizes, got {shape!r:.80}")
+    if not all(type(s) is int and s >= 0 for s in shape):
+        raise WireFormatError(f"array shape {shape!r:.80} has a size that is not a non-negative integer")
+    return tuple(shape)
+
+
+def _ndarray(obj: dict) -> np.ndarray:
+    try:
+        dtype = _dtype(obj[b"dtype"])  # the same few dtype strings arrive in every request
+        shape, data = _shape(obj[b"shape"]), obj[b"data"]
+    except KeyError as exc:
+        raise WireFormatError(f"malformed __ndarray__ entry: no {exc.args[0]!r} field") from None
+    if not isinstance(data, bytes):
+        raise WireFormatError(f"malformed __ndarray__ entry: data is {type(data).__name__}, not bytes")
+    if len(data) != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+        raise WireFormatError(
+            f"malformed __ndarray__ entry: {len(data)} bytes of data cannot reshape to {shape} {dtype}"
+        )
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape)  # zero copy: a read-only view
+    if not dtype.isnative:  # e.g. '>f4' from a big-endian client: the model must never see it
+        arr = arr.astype(dtype.newbyteorder("="))
+    return arr
+
+
+def _npgeneric(obj: dict) -> np.generic:
+    try:
+        dtype = _dtype(obj[b"dtype"])
+        return dtype.newbyteorder("=").type(obj[b"data"])
+    except KeyError as exc:
+        raise WireFormatError(f"malformed __npgeneric__ entry: no {exc.args[0]!r} field") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise WireFormatError(f"malformed __npgeneric__ entry: {exc}") from None
 
 
 Packer = functools.partial(msgpack.Packer, default=_pack_default)
 packb = functools.partial(msgpack.packb, default=_pack_default)
 
+_LIMIT_RE = re.compile(r"(\d+) exceeds max_(\w+?)_len\((\d+)\)")
+_LIMIT_WHAT = {"str": "a string of {n} bytes", "bin": "a byte blob of {n} bytes", "array": "a list of {n} items",
+               "map": "a map of {n} entries", "ext": "a msgpack ext value of {n} bytes"}
 
-def unpackb(data: bytes) -> Any:
-    """Decode one msgpack-numpy message; raise `WireFormatError` naming what is wrong."""
+
+def unpackb(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """Decode one msgpack-numpy message within `limits`; raise `WireFormatError` naming what is wrong."""
+    budget = limits.max_items
+
+    def counted(n: int) -> None:
+        nonlocal budget
+        budget -= n
+        if budget < 0:
+            raise WireFormatError(
+                f"message holds more than {limits.max_items} lists/maps and items in total; "
+                "send arrays as NumPy arrays (msgpack-numpy), not nested lists"
+            )
+
+    def object_hook(obj: dict) -> Any:
+        counted(len(obj) + 1)
+        if b"__ndarray__" in obj:
+            return _ndarray(obj)
+        if b"__npgeneric__" in obj:
+            return _npgeneric(obj)
+        return obj
+
+    def list_hook(obj: list) -> list:
+        counted(len(obj) + 1)
+        return obj
+
     try:
-        return msgpack.unpackb(data, object_hook=_unpack_hook)
+        return msgpack.unpackb(data, object_hook=object_hook, list_hook=list_hook, **limits.for_unpackb())
     except WireFormatError:
         raise
     except Exception as exc:  # msgpack raises a zoo of exception types for bad input
+        m = _LIMIT_RE.fullmatch(str(exc))
+        if m:
+            n, kind, cap = m.groups()
+            what = _LIMIT_WHAT.get(kind, kind).format(n=n)
+            raise WireFormatError(f"message has {what}, over the server's limit of {cap}") from None
         raise WireFormatError(f"malformed msgpack ({type(exc).__name__}: {exc})") from None

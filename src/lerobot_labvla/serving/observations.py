@@ -2,7 +2,8 @@
 
 Two message shapes reach the server:
 - OpenPI / LeRobot style (`/` URL): a msgpack-numpy dict. Keys may be OpenPI's
-  (`observation/image`, `observation/wrist_image`, `observation/state`, `prompt`), LeRobot's
+  (`observation/image`, `observation/wrist_image`, `observation/state`, `prompt`), the official
+  LabUtopia evaluator's (`camera_1_rgb`..`camera_3_rgb`, `state`, `language_instruction`), LeRobot's
   (`observation.images.front`, `observation.state`, `task`) or anything `--key-map` names.
 - The simple client (`/simple` URL): `{"images": [H×W×3 nested lists, ...], "state": [...],
   "instruction": "..."}`, images in the checkpoint's camera order.
@@ -23,6 +24,12 @@ import numpy as np
 from lerobot_labvla.errors import LabVLAError
 
 TASK = "task"
+# Keys that carry the instruction, most preferred first: the official LabUtopia client sends the same
+# string as both `prompt` and `language_instruction`, and its server reads `prompt` first.
+TASK_SOURCES = ("prompt", TASK, "language_instruction")
+MAX_NESTING = 8  # OpenPI clients nest `observation/...` one level; nothing legitimate goes deeper
+MAX_IMAGE_SIDE = 4096
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class BadRequest(LabVLAError):
@@ -54,10 +61,18 @@ class ObservationSpec:
 
 
 def default_aliases(spec: ObservationSpec) -> dict[str, str]:
-    """OpenPI's names → this checkpoint's inputs (first camera = `observation/image`, the `wrist` one
-    (else the second) = `observation/wrist_image`)."""
-    aliases = {"prompt": TASK}
+    """OpenPI's and the official LabUtopia evaluator's names → this checkpoint's inputs.
+
+    OpenPI: first camera = `observation/image`, the `wrist` one (else the second) =
+    `observation/wrist_image`. LabUtopia: `camera_<i>_rgb` = the checkpoint's i-th camera, `state` =
+    `observation.state`, `language_instruction` = the task.
+    """
+    aliases = {"prompt": TASK, "language_instruction": TASK}
     cams = list(spec.cameras)
+    for i, cam in enumerate(cams[:9]):
+        aliases[f"camera_{i + 1}_rgb"] = cam
+    if spec.vectors:
+        aliases["state"] = "observation.state" if "observation.state" in spec.vectors else next(iter(spec.vectors))
     if cams:
         aliases["observation/image"] = cams[0]
         wrist = [c for c in cams if "wrist" in c.rsplit(".", 1)[-1]]
@@ -95,17 +110,24 @@ def parse_key_map(text: str | None, spec: ObservationSpec) -> dict[str, str]:
     return mapping
 
 
-def _flatten(msg: Mapping, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts become `a/b` keys (OpenPI clients nest `observation`)."""
+def _flatten(msg: Mapping) -> dict[str, Any]:
+    """Nested dicts become `a/b` keys (OpenPI clients nest `observation`), at most `MAX_NESTING` deep."""
     out: dict[str, Any] = {}
-    for key, value in msg.items():
-        if isinstance(key, bytes):
-            key = key.decode("utf-8", "replace")
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):  # msgpack maps decode to dicts (cheaper check than Mapping)
-            out.update(_flatten(value, name + "/"))
-        else:
-            out[name] = value
+    stack: list[tuple[Mapping, str, int]] = [(msg, "", 1)]
+    while stack:
+        node, prefix, depth = stack.pop()
+        for key, value in node.items():
+            if isinstance(key, bytes):
+                key = key.decode("utf-8", "replace")
+            elif not isinstance(key, str):
+                raise BadRequest(f"observation keys must be strings, got {type(key).__name__} {key!r:.40}")
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):  # msgpack maps decode to dicts (cheaper check than Mapping)
+                if depth >= MAX_NESTING:
+                    raise BadRequest(f"observation maps are nested deeper than {MAX_NESTING} levels (at {name[:80]!r})")
+                stack.append((value, name + "/", depth + 1))
+            else:
+                out[name] = value
     return out
 
 
@@ -146,10 +168,16 @@ class KeyMapper:
             raise BadRequest(f"expected a msgpack map of observations, got {type(msg).__name__}")
         flat = _flatten(msg)
         mapped: dict[str, Any] = {}
+        task_rank = len(TASK_SOURCES) + 1
         for key, value in flat.items():
             target = self.resolve(key)
             if target is None:
                 continue  # extra keys are ignored, as OpenPI policies do
+            if target == TASK:  # several instruction keys: the most preferred one wins
+                rank = -1 if key in self.user_map else (TASK_SOURCES.index(key) if key in TASK_SOURCES else len(TASK_SOURCES))
+                if rank < task_rank:
+                    task_rank, mapped[TASK] = rank, value
+                continue
             if target in mapped:
                 raise BadRequest(f"two keys map to {target!r} (one is {key!r}); send one of them")
             mapped[target] = value
@@ -157,47 +185,84 @@ class KeyMapper:
 
 
 def check_image(key: str, value: Any, expected_chw: tuple[int, int, int]) -> np.ndarray:
-    """An H×W×3 or 3×H×W image, uint8 (0–255) or float in [0, 1]; returns it unchanged (HWC or CHW)."""
+    """An H×W×3 or 3×H×W image, uint8 (0–255) or float in [0, 1] → uint8 or float32 (HWC or CHW as sent)."""
     if not isinstance(value, np.ndarray):
         raise BadRequest(f"{key}: expected an image array (H, W, 3) uint8, got {type(value).__name__}")
+    c, h, w = expected_chw
     if value.ndim != 3 or 3 not in (value.shape[0], value.shape[-1]) or 0 in value.shape:
-        c, h, w = expected_chw
         raise BadRequest(f"{key}: image shape {tuple(value.shape)} is not (H, W, 3) or (3, H, W); this checkpoint takes ({h}, {w}, {c})")
+    if max(value.shape) > MAX_IMAGE_SIDE:
+        raise BadRequest(f"{key}: image shape {tuple(value.shape)} has a side over {MAX_IMAGE_SIDE} pixels; this checkpoint takes ({h}, {w}, {c})")
     if value.dtype == np.uint8:
         return value
     if value.dtype.kind == "f":
+        value = value.astype(np.float32, copy=False)
         lo, hi = float(value.min()), float(value.max())
         if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise BadRequest(f"{key}: image contains NaN or inf")
+            raise BadRequest(f"{key}: image contains {_describe_nonfinite(value)}")
         if lo < 0.0 or hi > 1.0:
             raise BadRequest(f"{key}: float image values span [{lo:g}, {hi:g}]; send floats in [0, 1] or uint8 0–255")
         return value
     raise BadRequest(f"{key}: image dtype {value.dtype} is not supported; send uint8 (0–255) or float32 in [0, 1]")
 
 
+def _describe_nonfinite(arr: np.ndarray) -> str:
+    """'2 NaN and 1 inf values, the first nan at [0, 3]'."""
+    nan, inf = int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
+    first = np.argwhere(~np.isfinite(arr))[0]
+    parts = [f"{nan} NaN" if nan else "", f"{inf} inf" if inf else ""]
+    return f"{' and '.join(p for p in parts if p)} value(s), the first {arr[tuple(first)]} at {first.tolist()}"
+
+
 def check_vector(key: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """A finite float vector of exactly the checkpoint's shape; returns float32."""
-    try:
-        arr = value if type(value) is np.ndarray and value.dtype == np.float32 else np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{key}: expected {shape} numbers, got {type(value).__name__}") from None
+    """A finite numeric vector (NumPy array or list of numbers) of exactly the checkpoint's shape → float32."""
+    if type(value) is np.ndarray and value.dtype == np.float32:
+        arr = value
+    else:
+        if isinstance(value, np.ndarray | np.generic):
+            arr = np.asarray(value)
+        elif isinstance(value, list | tuple):
+            try:
+                arr = np.asarray(value)
+            except ValueError:
+                raise BadRequest(f"{key}: ragged nested list; expected {shape} numbers") from None
+        else:
+            raise BadRequest(f"{key}: expected {shape} numbers, got {type(value).__name__}")
+        if arr.dtype.kind not in "iuf":
+            kind = "booleans" if arr.dtype.kind == "b" else f"{arr.dtype} values"
+            raise BadRequest(f"{key}: expected {shape} numbers (int or float), got {kind}")
+        if arr.dtype.kind == "f" and arr.size:
+            if not np.isfinite(arr).all():
+                raise BadRequest(f"{key}: contains {_describe_nonfinite(arr)}")
+            big = np.abs(arr) > FLOAT32_MAX
+            if big.any():
+                i = np.argwhere(big)[0]
+                raise BadRequest(f"{key}: value {arr[tuple(i)]:g} at {i.tolist()} is beyond float32's range (±3.4e38)")
+        elif arr.dtype.kind in "iu" and arr.size and max(abs(int(arr.min())), abs(int(arr.max()))) > FLOAT32_MAX:
+            raise BadRequest(f"{key}: an integer beyond float32's range (±3.4e38)")
+        arr = arr.astype(np.float32)
     if arr.shape != shape:
         if arr.size == int(np.prod(shape)) and arr.ndim > len(shape):
             arr = arr.reshape(shape)  # a leading batch dim of 1 is fine
         else:
             raise BadRequest(f"{key}: shape {tuple(arr.shape)} does not match the checkpoint's {shape}")
-    if not np.isfinite(arr).all():
-        raise BadRequest(f"{key}: contains NaN or inf at index {np.argwhere(~np.isfinite(arr))[0].tolist()}")
+    if arr is value and not np.isfinite(arr).all():
+        raise BadRequest(f"{key}: contains {_describe_nonfinite(arr)}")
     return arr
 
 
-def check_task(value: Any) -> str:
+def check_task(value: Any, max_chars: int | None = None) -> str:
+    """The instruction as a string of at most `max_chars` characters (checked before any tokenizer sees it)."""
     if isinstance(value, bytes):
+        if max_chars is not None and len(value) > 4 * max_chars:
+            raise BadRequest(f"prompt/task: {len(value)} bytes, over the server's limit of {max_chars} characters (--max-prompt-chars)")
         value = value.decode("utf-8", "replace")
     if isinstance(value, np.ndarray) and value.dtype.kind in "US":
         value = str(value.item())
     if not isinstance(value, str):
         raise BadRequest(f"prompt/task: expected a string instruction, got {type(value).__name__}")
+    if max_chars is not None and len(value) > max_chars:
+        raise BadRequest(f"prompt/task: {len(value)} characters, over the server's limit of {max_chars} (--max-prompt-chars)")
     return value
 
 
@@ -210,12 +275,12 @@ class Observation:
     task: str
 
 
-def validate(mapped: dict[str, Any], spec: ObservationSpec, mapper: KeyMapper) -> Observation:
+def validate(mapped: dict[str, Any], spec: ObservationSpec, mapper: KeyMapper, max_prompt_chars: int | None = None) -> Observation:
     """Check every input the checkpoint needs; raise `BadRequest` on the first problem."""
     try:
+        task = check_task(mapped[TASK], max_prompt_chars) if spec.needs_task or TASK in mapped else ""
         images = {k: check_image(k, mapped[k], shape) for k, shape in spec.cameras.items()}
         vectors = {k: check_vector(k, mapped[k], shape) for k, shape in spec.vectors.items()}
-        task = check_task(mapped[TASK]) if spec.needs_task or TASK in mapped else ""
     except KeyError:  # rare: name every missing key at once, not just the first
         missing = [t for t in [*spec.cameras, *spec.vectors] if t not in mapped]
         if spec.needs_task and TASK not in mapped:
@@ -227,21 +292,22 @@ def validate(mapped: dict[str, Any], spec: ObservationSpec, mapper: KeyMapper) -
     return Observation(images=images, vectors=vectors, task=task)
 
 
-def decode_openpi(msg: Any, spec: ObservationSpec, mapper: KeyMapper) -> Observation:
-    """An OpenPI/LeRobot-style observation dict → `Observation`."""
-    return validate(mapper.map(msg), spec, mapper)
+def decode_openpi(msg: Any, spec: ObservationSpec, mapper: KeyMapper, max_prompt_chars: int | None = None) -> Observation:
+    """An OpenPI/LeRobot/LabUtopia-style observation dict → `Observation`."""
+    return validate(mapper.map(msg), spec, mapper, max_prompt_chars)
 
 
-def decode_simple(msg: Any, spec: ObservationSpec) -> Observation:
+def decode_simple(msg: Any, spec: ObservationSpec, max_prompt_chars: int | None = None) -> Observation:
     """The simple client's `{"images": [...], "state": [...], "instruction": "..."}` → `Observation`."""
     if not isinstance(msg, Mapping):
         raise BadRequest(f"expected a msgpack map with images/state/instruction, got {type(msg).__name__}")
-    msg = {k.decode() if isinstance(k, bytes) else k: v for k, v in msg.items()}
+    msg = {k.decode("utf-8", "replace") if isinstance(k, bytes) else k: v for k, v in msg.items()}
     missing = [k for k in ("images", "state") if k not in msg]
     if spec.needs_task and "instruction" not in msg:
         missing.append("instruction")
     if missing:
         raise BadRequest(f"missing key(s) {missing}; the simple protocol sends {{'images': [...], 'state': [...], 'instruction': '...'}}")
+    task = check_task(msg["instruction"], max_prompt_chars) if "instruction" in msg else ""  # cheap check first
     images_in = msg["images"]
     if not isinstance(images_in, list | tuple):
         raise BadRequest(f"images: expected a list of H×W×3 images, got {type(images_in).__name__}")
@@ -259,7 +325,6 @@ def decode_simple(msg: Any, spec: ObservationSpec) -> Observation:
         others = [k for k in spec.vectors if k != state_key]
         if others:
             raise BadRequest(f"this checkpoint also reads {others}; use the OpenPI URL (/) for it")
-    task = check_task(msg["instruction"]) if "instruction" in msg else ""
     return Observation(images=images, vectors=vectors, task=task)
 
 

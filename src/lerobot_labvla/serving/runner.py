@@ -29,7 +29,7 @@ def _auto_device(requested: str | None, config_device: str | None) -> str:
 class PolicyRunner:
     """A checkpoint + its pre/post processors; `infer` maps B observations to (B, T, A) float32 actions."""
 
-    def __init__(self, path: str | Path, device: str | None = None, actions_per_chunk: int | None = None):
+    def __init__(self, path: str | Path, device: str | None = None, output_chunk_size: int | None = None):
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
         from lerobot.utils.import_utils import register_third_party_plugins
@@ -55,15 +55,21 @@ class PolicyRunner:
             postprocessor_overrides={"device_processor": {"device": "cpu"}},
         )
         self.policy_type = cfg.type
-        self.path = path
+        self.config = self.policy.config
         needs_task = cfg.type in _LANGUAGE_POLICIES or any(
             "token" in type(step).__name__.lower() for step in self.preprocessor.steps
         )
         self.spec = ObservationSpec.from_policy_config(self.policy.config, needs_task=needs_task)
-        self.actions_per_chunk = actions_per_chunk
         # One warm-up pass fixes the real output shape (after the postprocessor, e.g. padding cut).
+        self.output_chunk_size = None
         warm = self.infer([self.dummy_observation()])
-        self.chunk_size, self.action_dim = int(warm.shape[1]), int(warm.shape[2])
+        self.model_chunk_size, self.action_dim = int(warm.shape[1]), int(warm.shape[2])
+        if output_chunk_size is not None and output_chunk_size > self.model_chunk_size:
+            raise LabVLAError(
+                f"--output-chunk-size {output_chunk_size} is more than the {self.model_chunk_size} actions this checkpoint predicts"
+            )
+        self.output_chunk_size = output_chunk_size
+        self.chunk_size = output_chunk_size or self.model_chunk_size
         logger.info(
             "loaded %s (%s) on %s in %.1f s: inputs %s, actions %d x %d",
             path, cfg.type, self.device, time.perf_counter() - t0, self.spec.targets(), self.chunk_size, self.action_dim,
@@ -77,13 +83,21 @@ class PolicyRunner:
         )
 
     def metadata(self) -> dict[str, Any]:
+        """Sent to every client on connect: the official LabVLA server's fields, then ours. No paths."""
+        state = self.spec.vectors.get("observation.state") or next(iter(self.spec.vectors.values()), None)
         return {
-            "server": "labvla-serve",
             "policy_type": self.policy_type,
-            "policy_path": self.path,
-            "device": self.device,
-            "chunk_size": self.chunk_size,
             "action_dim": self.action_dim,
+            "chunk_size": self.chunk_size,
+            "model_chunk_size": self.model_chunk_size,
+            "output_chunk_size": self.chunk_size,
+            "state_dim": int(state[-1]) if state else 0,
+            "max_state_dim": getattr(self.config, "max_state_dim", None),
+            "max_action_dim": getattr(self.config, "max_action_dim", None),
+            "num_inference_steps": getattr(self.config, "num_inference_steps", None),
+            "num_cameras": len(self.spec.cameras),
+            "server": "labvla-serve",
+            "device": self.device,
             "inputs": {k: list(v) for k, v in {**self.spec.cameras, **self.spec.vectors}.items()},
             "needs_prompt": self.spec.needs_task,
         }
@@ -115,9 +129,9 @@ class PolicyRunner:
         chunk = self.policy.predict_action_chunk(batch)
         if chunk.ndim == 2:
             chunk = chunk.unsqueeze(0)
-        if self.actions_per_chunk:
-            chunk = chunk[:, : self.actions_per_chunk]
-        b, t, a = chunk.shape
-        # The postprocessor works per action: run all B*T actions through it as one (B*T, A) batch.
-        actions = self.postprocessor(chunk.reshape(b * t, a))
-        return actions.reshape(b, t, -1).to(torch.float32).cpu().numpy()
+        if self.output_chunk_size:
+            chunk = chunk[:, : self.output_chunk_size]
+        # (B, T, A) through the postprocessor as one batch: unnormalizing broadcasts over T, and a
+        # relative→absolute step adds each row's own (B, S) state (cached by the preprocessor) to its T actions.
+        actions = self.postprocessor(chunk)
+        return actions.to(torch.float32).cpu().numpy()

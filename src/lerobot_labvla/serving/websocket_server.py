@@ -1,14 +1,20 @@
 """`labvla-serve`: serve a LeRobot checkpoint over OpenPI's msgpack WebSocket protocol.
 
 URLs on one port:
-- `ws://HOST:PORT/` (also `/openpi`): OpenPI. The server sends the policy metadata first; each
-  request is a msgpack-numpy observation dict; each reply `{"actions": (T, A) float32,
-  "server_timing": {"infer_ms", ...}}`; a bad request gets a text frame naming the problem
+- `ws://HOST:PORT/` (also `/openpi`): OpenPI and the official LabUtopia evaluator. The server sends
+  the policy metadata first; each request is a msgpack-numpy observation dict; each reply
+  `{"actions": (T, A) float32, "action": the same, "server_timing": {"infer_ms", ...},
+  "policy_timing": {"infer_ms"}}`; a bad request gets a text frame naming the problem
   (openpi-client raises it) and the connection stays open.
 - `ws://HOST:PORT/simple`: the simple client. No metadata; the client sends
   `{"images": [...], "state": [...], "instruction": "..."}` first and gets `{"actions": [[...]]}`
   (or `{"error": "..."}`).
 - `http://HOST:PORT/healthz`: 200 `OK` while serving, 503 while draining.
+
+No client can stall the others: decoding is bounded by `msgpack_numpy.Limits` (checked from length
+headers before any work), big messages are decoded and validated off the event loop, the prompt is
+capped in characters before any tokenizer sees it, and the batcher isolates requests that fail
+inside the model (see `batching`).
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ from urllib.parse import urlsplit
 import numpy as np
 import websockets
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
+from websockets.protocol import State
 
-from lerobot_labvla.errors import LabVLAError, cli_errors
+from lerobot_labvla.errors import LabVLAError, cli_errors, one_line
 from lerobot_labvla.serving import msgpack_numpy
-from lerobot_labvla.serving.batching import Batcher, Result
+from lerobot_labvla.serving.batching import Batcher, InferenceError, Result
 from lerobot_labvla.serving.observations import (
     BadRequest,
     KeyMapper,
@@ -53,6 +60,14 @@ logger = logging.getLogger("lerobot_labvla.serving.server")
 OPENPI_PATHS = ("/", "/openpi")
 SIMPLE_PATHS = ("/simple",)
 RECV_CHUNK_BYTES = 1 << 20
+# Messages larger than this are decoded and validated on a worker thread (a normal request with two
+# or three 224-256 px uint8 cameras is 0.3-0.6 MB and stays on the loop, where it costs ~50 µs).
+OFFLOAD_BYTES = 2 << 20
+DEFAULT_MAX_PROMPT_CHARS = 2048
+# On SIGTERM a connection is closed once it has had no request for this long (a request already
+# sent, in the socket buffers, arrives well within it on any LAN).
+DRAIN_IDLE_S = 0.25
+AUTH_SCHEMES = ("api-key", "bearer")  # openpi-client sends `Api-Key KEY`; the official LabVLA server takes `Bearer KEY`
 
 
 ACCESS_FORMAT = "%s %s #%d ok batch=%d queue_ms=%.1f infer_ms=%.1f total_ms=%.1f"
@@ -75,6 +90,22 @@ class Runner(Protocol):
     def infer(self, obs: list[Observation]) -> np.ndarray: ...
 
 
+class _OneLineHandshakeLog(logging.Filter):
+    """websockets logs a failed handshake (a port scanner, a bad upgrade request) with its traceback:
+    keep one line per attempt instead, since anyone who can reach the port can trigger it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {one_line(record.exc_info[1])}"
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+_ws_logger = logging.getLogger("lerobot_labvla.serving.websockets")
+_ws_logger.addFilter(_OneLineHandshakeLog())
+_ws_logger.setLevel(logging.WARNING)  # our own lines say who connected, was refused or left
+
+
 class InferenceServer:
     """One port, two protocols, one batching model worker."""
 
@@ -90,16 +121,26 @@ class InferenceServer:
         key_map: dict[str, str] | None = None,
         max_message_bytes: int = 32 << 20,
         drain_timeout_s: float = 30.0,
+        max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
     ):
+        if api_key is not None and not api_key.strip():
+            raise ValueError("the API key is empty; pass a non-empty key, or none to serve without authentication")
         self.runner = runner
         self.host, self.port = host, port
-        self.api_key = api_key or None
+        self.api_key = api_key
         self.mapper = KeyMapper(runner.spec, key_map or {})
         self.max_message_bytes = max_message_bytes
         self.drain_timeout_s = drain_timeout_s
+        self.max_prompt_chars = max_prompt_chars
+        # A prompt of N characters is at most 4N bytes of UTF-8; nothing else in a request is a long string.
+        str_bytes = max(4 * max_prompt_chars, 4096)
+        self.limits = msgpack_numpy.Limits(max_str_bytes=str_bytes, max_items=1 << 16)
+        # The simple protocol sends images as nested lists: up to three 640x480 cameras' worth of items.
+        self.simple_limits = msgpack_numpy.Limits(max_str_bytes=str_bytes, max_items=1 << 22)
         self.metadata = {**runner.metadata(), "key_aliases": dict(self.mapper.aliases), "max_batch": max_batch}
-        self._connections: set[ServerConnection] = set()
+        self._connections: dict[ServerConnection, float | None] = {}  # -> idle since (None: a request in progress)
         self._busy = 0  # requests received and not yet answered
+        self._arriving = 0  # requests received and not yet handed to the batcher (or rejected)
         self._draining = False
         self._stop: asyncio.Event | None = None
         self._batcher_args = (max_batch, batch_timeout_ms / 1000.0)
@@ -107,21 +148,35 @@ class InferenceServer:
 
     # --- HTTP side: health, auth, routing -------------------------------------------------
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        try:
+            status, text = self._check_handshake(request)
+        except Exception as exc:  # never a 500 and a traceback for what an unauthenticated client sent
+            status, text = http.HTTPStatus.BAD_REQUEST, f"bad request: {one_line(exc)}"
+        if status is None:
+            return None
+        if status >= 400:
+            logger.warning("%s refused (%d): %s", "%s:%s" % conn.remote_address[:2], status, text)
+        return conn.respond(status, text + "\n")
+
+    def _check_handshake(self, request: Request) -> tuple[int | None, str]:
         path = urlsplit(request.path).path
         if path == "/healthz":
-            if self._draining:
-                return conn.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
-            return conn.respond(http.HTTPStatus.OK, "OK\n")
+            return (http.HTTPStatus.SERVICE_UNAVAILABLE, "draining") if self._draining else (http.HTTPStatus.OK, "OK")
         if path not in OPENPI_PATHS + SIMPLE_PATHS:
-            return conn.respond(http.HTTPStatus.NOT_FOUND, f"unknown path {path}; use / (OpenPI) or /simple\n")
+            return http.HTTPStatus.NOT_FOUND, f"unknown path {path[:100]}; use / (OpenPI) or /simple"
         if self.api_key is not None:
-            got = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(got.encode(), f"Api-Key {self.api_key}".encode()):
-                logger.warning("%s refused: missing or wrong Api-Key", conn.remote_address)
-                return conn.respond(http.HTTPStatus.UNAUTHORIZED, "missing or invalid 'Authorization: Api-Key ...' header\n")
+            sent = request.headers.get_all("Authorization")
+            if len(sent) > 1:
+                return http.HTTPStatus.BAD_REQUEST, f"{len(sent)} Authorization headers; send one"
+            scheme, _, key = (sent[0] if sent else "").strip().partition(" ")
+            ok = scheme.lower() in AUTH_SCHEMES and hmac.compare_digest(
+                key.strip().encode("utf-8", "surrogateescape"), self.api_key.encode("utf-8", "surrogateescape")
+            )
+            if not ok:
+                return http.HTTPStatus.UNAUTHORIZED, "missing or invalid 'Authorization: Api-Key KEY' (or 'Bearer KEY') header"
         if self._draining:
-            return conn.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "server is shutting down\n")
-        return None
+            return http.HTTPStatus.SERVICE_UNAVAILABLE, "server is shutting down; connect to another replica"
+        return None, ""
 
     # --- WebSocket side --------------------------------------------------------------------
     async def _handler(self, ws: ServerConnection) -> None:
@@ -129,7 +184,7 @@ class InferenceServer:
         simple = path in SIMPLE_PATHS
         peer = "%s:%s" % ws.remote_address[:2]
         packer = msgpack_numpy.Packer()
-        self._connections.add(ws)
+        self._connections[ws] = None
         logger.info("%s connected on %s", peer, path)
         if hasattr(ws.transport, "max_size"):
             # asyncio's selector transport reads at most 256 KiB per recv() (a class attribute meant
@@ -144,16 +199,20 @@ class InferenceServer:
                 await ws.send(packer.pack(self.metadata))
             prev_total_ms = None
             n = 0
+            self._connections[ws] = time.monotonic()
             while True:
                 message = await ws.recv()  # (`async for` adds an async generator step per message)
+                self._connections[ws] = None
                 n += 1
                 t0 = time.perf_counter()
                 self._busy += 1
+                self._arriving += 1
                 try:
-                    reply, outcome = await self._answer(message, simple, packer, prev_total_ms)
+                    reply, outcome = await self._answer(message, simple, packer, prev_total_ms, peer)
                     await ws.send(reply)
                 finally:
                     self._busy -= 1
+                self._connections[ws] = time.monotonic()
                 total_ms = (time.perf_counter() - t0) * 1000
                 if type(outcome) is Result:
                     prev_total_ms = total_ms
@@ -164,33 +223,43 @@ class InferenceServer:
         except websockets.ConnectionClosed:
             pass
         finally:
-            self._connections.discard(ws)
+            self._connections.pop(ws, None)
+            if self.batcher is not None:
+                self.batcher.forget(peer)
             logger.info("%s disconnected", peer)
 
+    def _decode(self, message: bytes, simple: bool) -> Observation:
+        if simple:
+            raw = msgpack_numpy.unpackb(message, self.simple_limits)
+            return decode_simple(raw, self.runner.spec, self.max_prompt_chars)
+        raw = msgpack_numpy.unpackb(message, self.limits)
+        return decode_openpi(raw, self.runner.spec, self.mapper, self.max_prompt_chars)
+
     async def _answer(
-        self, message: str | bytes, simple: bool, packer: Any, prev_total_ms: float | None
+        self, message: str | bytes, simple: bool, packer: Any, prev_total_ms: float | None, client: str
     ) -> tuple[str | bytes, Result | str]:
         """→ (frame to send, the `Result` or the error text). Never raises for a client's mistake."""
         try:
-            if self._draining:
-                raise BadRequest("server is shutting down (SIGTERM); reconnect to another replica")
-            if isinstance(message, str):
-                raise BadRequest("expected a binary msgpack frame, got a text frame")
-            if len(message) > self.max_message_bytes:
-                raise BadRequest(
-                    f"message of {len(message)} bytes is over the server's limit of {self.max_message_bytes} "
-                    "bytes (--max-message-mb)"
-                )
-            raw = msgpack_numpy.unpackb(message)
-            if simple:
-                # Nested lists are slow to convert; keep the event loop free for other clients.
-                obs = await asyncio.to_thread(decode_simple, raw, self.runner.spec)
-            else:
-                obs = decode_openpi(raw, self.runner.spec, self.mapper)
-            result = self.batcher.try_inline(obs)
+            try:
+                if isinstance(message, str):
+                    raise BadRequest("expected a binary msgpack frame, got a text frame")
+                if len(message) > self.max_message_bytes:
+                    raise BadRequest(
+                        f"message of {len(message)} bytes is over the server's limit of {self.max_message_bytes} "
+                        "bytes (--max-message-mb)"
+                    )
+                if simple or len(message) > OFFLOAD_BYTES:
+                    # Nested lists and big arrays take milliseconds: keep the event loop free for others.
+                    obs = await asyncio.to_thread(self._decode, message, simple)
+                else:
+                    obs = self._decode(message, simple)
+            finally:
+                self._arriving -= 1
+                self.batcher.notify()
+            result = self.batcher.try_inline(obs, client)
             if result is None:
-                result = await self.batcher.enqueue(obs)
-        except (ValueError, RuntimeError) as exc:  # BadRequest, WireFormatError, inference failures
+                result = await self.batcher.enqueue(obs, client)
+        except (ValueError, InferenceError) as exc:  # BadRequest, WireFormatError, inference failures
             text = str(exc)
             return (packer.pack({"error": text}) if simple else text), text
         except Exception as exc:  # a bug on our side must not cost the client its connection
@@ -202,14 +271,17 @@ class InferenceServer:
         timing = {"infer_ms": result.infer_ms, "queue_ms": result.queue_ms, "batch_size": result.batch_size}
         if prev_total_ms is not None:
             timing["prev_total_ms"] = prev_total_ms
-        return packer.pack({"actions": result.actions, "server_timing": timing}), result
+        # `action` too: the official LabUtopia client reads `action`, falling back to `actions`.
+        reply = {"actions": result.actions, "action": result.actions, "server_timing": timing,
+                 "policy_timing": {"infer_ms": result.infer_ms}}
+        return packer.pack(reply), result
 
     # --- lifecycle --------------------------------------------------------------------------
     async def run(self, on_ready: Callable[[int], None] | None = None) -> None:
         """Serve until SIGTERM/SIGINT (or `request_stop`), then drain in-flight requests and exit."""
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.batcher = Batcher(self.runner.infer, *self._batcher_args, open_connections=lambda: len(self._connections))
+        self.batcher = Batcher(self.runner.infer, *self._batcher_args, arriving=lambda: self._arriving)
         self.batcher.start()
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -231,6 +303,7 @@ class InferenceServer:
             compression=None,
             max_size=hard_limit,
             server_header="labvla-serve",
+            logger=_ws_logger,
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
             logger.info(
@@ -248,16 +321,26 @@ class InferenceServer:
             self._stop.set()
 
     async def _drain(self, server: Any) -> None:
+        """Keep listening (so `/healthz` says 503 and new clients are told to go elsewhere), answer every
+        request already sent, close each connection once it has been idle for `DRAIN_IDLE_S`."""
         self._draining = True
         logger.info("draining: %d request(s) in flight, %d connection(s)", self._busy, len(self._connections))
-        server.close(close_connections=False)  # stop accepting; keep open connections answering
-        deadline = time.monotonic() + self.drain_timeout_s
-        while self._busy and time.monotonic() < deadline:
+        t_drain = time.monotonic()
+        deadline = t_drain + self.drain_timeout_s
+        closing: set[asyncio.Task] = set()
+        while self._connections and time.monotonic() < deadline:
+            now = time.monotonic()
+            for ws, idle_since in list(self._connections.items()):
+                if idle_since is not None and now - max(idle_since, t_drain) >= DRAIN_IDLE_S and ws.state is State.OPEN:
+                    closing.add(asyncio.create_task(ws.close(code=1001, reason="server shutting down")))
             await asyncio.sleep(0.01)
         if self._busy:
             logger.warning("drain timeout: %d request(s) still in flight", self._busy)
         for ws in list(self._connections):
-            await ws.close(code=1001, reason="server shutting down")
+            closing.add(asyncio.create_task(ws.close(code=1001, reason="server shutting down")))
+        if closing:
+            await asyncio.wait(closing, timeout=5)
+        server.close()
         await server.wait_closed()
         logger.info("stopped")
 
@@ -274,10 +357,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu, mps (default: the checkpoint's, else cuda if available)")
     p.add_argument("--max-batch", type=int, default=8, help="most requests batched into one model call (1 = no batching)")
     p.add_argument("--batch-timeout-ms", type=float, default=5.0, help="longest wait for more requests to fill a batch (also capped at half the recent model time)")
-    p.add_argument("--api-key", default=os.environ.get("LABVLA_API_KEY"), help="require 'Authorization: Api-Key KEY' (default: $LABVLA_API_KEY)")
+    p.add_argument("--api-key", default=os.environ.get("LABVLA_API_KEY"), help="require 'Authorization: Api-Key KEY' or 'Bearer KEY' (default: $LABVLA_API_KEY; an empty key is refused)")
     p.add_argument("--key-map", default=None, help='client key -> checkpoint key, JSON \'{"cam_high": "observation.images.front"}\' or cam_high=observation.images.front,...')
-    p.add_argument("--actions-per-chunk", type=int, default=None, help="send only the first N actions of each chunk")
+    p.add_argument("--output-chunk-size", "--actions-per-chunk", dest="output_chunk_size", type=int, default=None,
+                   help="send only the first N actions of each chunk (as the official LabVLA server's --output_chunk_size)")
     p.add_argument("--max-message-mb", type=float, default=32.0, help="larger requests get an error reply")
+    p.add_argument("--max-prompt-chars", type=int, default=DEFAULT_MAX_PROMPT_CHARS,
+                   help="longer prompts get an error reply before any tokenizer sees them")
     p.add_argument("--drain-timeout-s", type=float, default=30.0, help="on SIGTERM, wait this long for in-flight requests")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
@@ -393,14 +479,17 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     prepare_process(args.log_level.upper())
     for flag, value in (("--max-batch", args.max_batch), ("--max-message-mb", args.max_message_mb),
-                        ("--actions-per-chunk", 1 if args.actions_per_chunk is None else args.actions_per_chunk)):
+                        ("--max-prompt-chars", args.max_prompt_chars),
+                        ("--output-chunk-size", 1 if args.output_chunk_size is None else args.output_chunk_size)):
         if value <= 0:
             raise LabVLAError(f"{flag} must be > 0, got {value}")
     if args.batch_timeout_ms < 0:
         raise LabVLAError(f"--batch-timeout-ms must be >= 0, got {args.batch_timeout_ms}")
+    if args.api_key is not None and not args.api_key.strip():
+        raise LabVLAError("--api-key (or $LABVLA_API_KEY) is empty: pass a non-empty key, or unset it to serve without authentication")
     from lerobot_labvla.serving.runner import PolicyRunner
 
-    runner = PolicyRunner(args.policy_path, device=args.device, actions_per_chunk=args.actions_per_chunk)
+    runner = PolicyRunner(args.policy_path, device=args.device, output_chunk_size=args.output_chunk_size)
     server = InferenceServer(
         runner,
         args.host,
@@ -411,6 +500,7 @@ def main(argv: list[str] | None = None) -> None:
         key_map=parse_key_map(args.key_map, runner.spec),
         max_message_bytes=int(args.max_message_mb * (1 << 20)),
         drain_timeout_s=args.drain_timeout_s,
+        max_prompt_chars=args.max_prompt_chars,
     )
     asyncio.run(server.run())
 
