@@ -33,9 +33,11 @@ def build_scene(wf: Workflow, rng: np.random.Generator, split) -> tuple[SceneBui
         from lerobot_labvla.envs.labutopia.tasks import get_task
 
         builder, ctx = get_task(wf.scene.labutopia).build(rng, split)
+        from lerobot_labvla.genesis.validate import task_roles
+
         liquids = {ctx["src"]: ctx["liquid"]} if "liquid" in ctx and "src" in ctx else {}
         ctx = dict(ctx, objects={n: a.category for n, a in builder.assets.items()}, liquids=liquids,
-                   labutopia=wf.scene.labutopia)
+                   labutopia=wf.scene.labutopia, roles=task_roles(ctx, builder.assets))
         return builder, ctx
     pours = any(s.skill == "pour" for s in wf.steps)
     b = _labutopia_scene(split)(split, grasp_assist=pours)
@@ -70,4 +72,4 @@ def build_scene(wf: Workflow, rng: np.random.Generator, split) -> tuple[SceneBui
             count = max(4, round(o.contents.liquid * MAX_PARTICLES))
             b.add(A.particles, f"{o.name}_liquid", [x, y, 0.004], inner, count=count)
             liquids[o.name] = f"{o.name}_liquid"
-    return b, {"objects": {o.name: o.type for o in wf.scene.objects}, "liquids": liquids}
+    return b, {"objects": {o.name: o.type for o in wf.scene.objects}, "liquids": liquids, "roles": {}}

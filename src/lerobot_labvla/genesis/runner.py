@@ -28,6 +28,7 @@ class EpisodeJob:
     seed: int
     image_size: int
     staging: str
+    record: bool = True  # False: roll out and judge only (no cameras, nothing written)
 
 
 @dataclass
@@ -70,6 +71,7 @@ def run_episode(job: EpisodeJob) -> EpisodeSummary:
                        image_size=job.image_size, episode_length=task.episode_length)
     env.spec_task = task  # the env's own reset/step/action path, with the workflow as its task
     t_phys = t_render = 0.0
+    cams = None
     try:
         t0 = time.perf_counter()
         obs, _ = env.reset(seed=job.seed)
@@ -78,7 +80,7 @@ def run_episode(job: EpisodeJob) -> EpisodeSummary:
         monitor = SafetyMonitor(sim, ctx["liquids"])
         t_phys += time.perf_counter() - t0
         t0 = time.perf_counter()
-        cams = Cameras(sim.model, camera_names, job.image_size, job.image_size)
+        cams = Cameras(sim.model, camera_names, job.image_size, job.image_size) if job.record else None
         t_render += time.perf_counter() - t0
         objects = annotate.tracked_objects(sim)
         d = annotate.depth_size(job.image_size)
@@ -97,34 +99,22 @@ def run_episode(job: EpisodeJob) -> EpisodeSummary:
                 r = ctx["failed"]
                 reason, detail = f"step_failed:{r.skill}", f"step {r.index + 1} ({r.skill}): {r.explanation}"
                 break
-            t0 = time.perf_counter()
-            for c in cameras:
-                rec[f"pixels.{c}"].append(cams.rgb(sim.data, c))
-            depth = cams.depth(sim.data, cameras[0])[::stride, ::stride][:d, :d]
-            t_render += time.perf_counter() - t0
             i = ctx["step"]
             step_start.setdefault(i, t)
             target = ctx["target"]
             step = wf.steps[i]
-            rec["state"].append(obs["agent_pos"])
-            rec["action"].append(action)
-            rec["annotation.robot_state"].append(annotate.robot_state(sim))
-            rec["annotation.camera_extrinsics"].append(
-                np.concatenate([cams.extrinsics(sim.data, c).ravel() for c in cameras]).astype(np.float32))
-            rec["annotation.step_timing"].append(np.array([t / fps, (t - step_start[i]) / fps, i], np.float32))
-            rec["annotation.instruction_alignment"].append(f"{i}: {step.instruction or _describe(step)}")
-            rec["annotation.object_state"].append(annotate.object_state(sim, objects))
-            rec["annotation.scene_relations"].append(annotate.scene_relations(sim, ctx["liquids"]))
-            rec["annotation.subgoals"].append(np.concatenate([target.pos, target.quat, [target.gripper]]).astype(np.float32)
-                                              if target is not None else np.zeros(8, np.float32))
-            rec["annotation.intervention_flags"].append(np.array([int(_clipped(env, expert, target))], np.int64))
-            rec["annotation.depth"].append(depth.astype(np.float32))
+            if job.record:
+                t0 = time.perf_counter()
+                _record(rec, sim, cams, cameras, obs, action, t, fps, i, step_start[i], step, target, objects,
+                        ctx["liquids"], stride, d, _clipped(env, target))
+                t_render += time.perf_counter() - t0
             tcp_path.append(sim.tcp_pos)
             t0 = time.perf_counter()
             obs, _, terminated, truncated, info = env.step(action)
-            events = monitor.step(t, _involved(step, ctx), gripper_closed=action[-1] < 0)
+            events = monitor.step(t, _involved(ctx.get("current", step), ctx), gripper_closed=action[-1] < 0)
             t_phys += time.perf_counter() - t0
-            rec["annotation.collision_events"].append("; ".join(events) or "none")
+            if job.record:
+                rec["annotation.collision_events"].append("; ".join(events) or "none")
             if terminated and info["is_success"]:
                 success = True
                 break
@@ -135,12 +125,12 @@ def run_episode(job: EpisodeJob) -> EpisodeSummary:
                     break
             if truncated:
                 break
-        monitor.finish(len(rec["state"]))
+        monitor.finish(len(tcp_path))
         if success and monitor.violations:
             reason, _, detail = monitor.violations[0]
             reason, success = f"safety:{reason}", False
-        if not success:
-            return EpisodeSummary(job.attempt, job.seed, False, reason, detail, len(rec["state"]),
+        if not success or not job.record:
+            return EpisodeSummary(job.attempt, job.seed, success, "success" if success else reason, detail, len(tcp_path),
                                   timings={"physics": t_phys, "render": t_render, "write": 0.0})
         t0 = time.perf_counter()
         meta = {
@@ -170,8 +160,28 @@ def run_episode(job: EpisodeJob) -> EpisodeSummary:
                               {"physics": t_phys, "render": t_render, "write": t_write})
     finally:
         env.close()
-        if "cams" in locals():
+        if cams is not None:
             cams.close()
+
+
+def _record(rec, sim, cams, cameras, obs, action, t, fps, i, start, step, target, objects, liquids, stride, d,
+            clipped) -> None:
+    """Append frame `t`: images, state, action and the per-frame annotation streams (before the action runs)."""
+    for c in cameras:
+        rec[f"pixels.{c}"].append(cams.rgb(sim.data, c))
+    rec["state"].append(obs["agent_pos"])
+    rec["action"].append(action)
+    rec["annotation.robot_state"].append(annotate.robot_state(sim))
+    rec["annotation.camera_extrinsics"].append(
+        np.concatenate([cams.extrinsics(sim.data, c).ravel() for c in cameras]).astype(np.float32))
+    rec["annotation.step_timing"].append(np.array([t / fps, (t - start) / fps, i], np.float32))
+    rec["annotation.instruction_alignment"].append(f"{i}: {step.instruction or _describe(step)}")
+    rec["annotation.object_state"].append(annotate.object_state(sim, objects))
+    rec["annotation.scene_relations"].append(annotate.scene_relations(sim, liquids))
+    rec["annotation.subgoals"].append(np.concatenate([target.pos, target.quat, [target.gripper]]).astype(np.float32)
+                                      if target is not None else np.zeros(8, np.float32))
+    rec["annotation.intervention_flags"].append(np.array([int(clipped)], np.int64))
+    rec["annotation.depth"].append(cams.depth(sim.data, cameras[0])[::stride, ::stride][:d, :d].astype(np.float32))
 
 
 def _describe(step) -> str:
@@ -189,7 +199,7 @@ def _involved(step, ctx) -> set[str]:
     return names
 
 
-def _clipped(env, expert, target) -> bool:
+def _clipped(env, target) -> bool:
     """Was the expert's wish beyond the action limits at this step (the env clipped it)?"""
     if target is None:
         return False

@@ -19,7 +19,8 @@ REASONS = ("contact_force", "collision", "dropped", "tipped", "spill")
 
 @dataclass
 class SafetyLimits:
-    max_contact_force: float = 150.0  # N on any robot contact (the gripper squeezes with ~40 N)
+    max_glass_force: float = 60.0  # N between the robot and glassware (grasps squeeze with ~10-15 N)
+    max_contact_force: float = 200.0  # N between the robot and devices/bench (closing the oven door: ~175 N)
     tip_upright: float = 0.5  # cos of the tilt beyond which free-standing glassware counts as tipped
     spill_fraction: float = 0.3  # of a liquid outside every container at the end (LabUtopia's pour allows 30%)
 
@@ -48,6 +49,7 @@ class SafetyMonitor:
         self._robot = np.array([b in self.sim.robot_bodies for b in range(m.nbody)])
         self._force = np.zeros(6)
         self._glass = [n for n, a in self.sim.assets.items() if a.category in GLASSWARE]
+        self._graspable = [n for n, a in self.sim.assets.items() if a.category in GLASSWARE | {"stirring_rod"}]
 
     def _flag(self, reason: str, frame: int, detail: str) -> None:
         if not any(r == reason for r, *_ in self.violations):
@@ -57,7 +59,7 @@ class SafetyMonitor:
         """Check the current state; returns this step's contact events as 'a-b 12.3N' strings."""
         sim, m, d = self.sim, self.sim.model, self.sim.data
         events = []
-        held_now = {n for n in self._glass if sim.fingers_touch(sim.assets[n].body)}
+        held_now = {n for n in self._graspable if sim.fingers_touch(sim.assets[n].body)}
         for i in range(d.ncon):
             c = d.contact[i]
             b1, b2 = m.geom_bodyid[c.geom1], m.geom_bodyid[c.geom2]
@@ -69,8 +71,11 @@ class SafetyMonitor:
             f = float(abs(self._force[0]))
             if r1 or r2:
                 self.max_force = max(self.max_force, f)
-                if f > self.limits.max_contact_force:
-                    self._flag("contact_force", frame, f"{f:.0f} N between the robot and {o2 if r1 else o1 or 'the world'}")
+                what = o2 if r1 else o1
+                glass = bool(what) and sim.assets[what].category in GLASSWARE
+                limit = self.limits.max_glass_force if glass else self.limits.max_contact_force
+                if f > limit:
+                    self._flag("contact_force", frame, f"{f:.0f} N between the robot and {what or 'the world'} (limit {limit:.0f} N)")
             other = {o1, o2} - {""}
             # The robot may touch only what the step is about; a held object may also meet the bench.
             candidates = other if (r1 or r2) else other - held_now - {"bench"}

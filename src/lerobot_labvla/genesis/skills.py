@@ -40,7 +40,7 @@ from lerobot_labvla.sim.skills.stir import StirRecord, stir, stirred
 
 # Control-step budget per skill (20 Hz), for the episode length when the workflow gives none.
 BUDGET = {"pick": 150, "place": 170, "pour": 260, "press": 120, "pressZ": 140, "open": 230, "close": 220,
-          "move": 90, "stir": 320, "shake": 200}
+          "move": 90, "stir": 200, "shake": 80}  # + 50 per stir turn, 40 per shake
 LIFT = 0.05  # a pick counts once the object is this far up and held by both fingers
 
 
@@ -48,7 +48,9 @@ def episode_budget(wf: Workflow) -> int:
     if wf.max_steps:
         return wf.max_steps
     base = get_task(wf.scene.labutopia).episode_length if wf.scene.labutopia else 0
-    return max(base, sum(BUDGET[s.skill] for s in wf.steps) + 40)
+    extra = sum(50 * s.stir.turns if s.skill == "stir" else 40 * s.shake.count if s.skill == "shake" else 0
+                for s in wf.steps)
+    return max(base, sum(BUDGET[s.skill] for s in wf.steps) + extra + 40)
 
 
 @dataclass
@@ -78,15 +80,31 @@ def _place_target(sim: Sim, step: Step) -> tuple[np.ndarray, float, np.ndarray]:
     raise NotImplementedError(f"placing on a {target.category} is not simulated yet (hot_plate, target_zone, or at: [x, y])")
 
 
-def _pour_yaw(sim: Sim, wf: Workflow, i: int, obj: str) -> float:
+def _pour_yaw(sim: Sim, steps: list[Step], i: int, obj: str) -> float:
     """Fingers along x when a later step pours from `obj`, so the mouth can roll towards the target."""
-    for later in wf.steps[i + 1:]:
+    for later in steps[i + 1:]:
         if later.skill == "pour" and later.pour.from_ == obj:
             plus_y = sim.body_pos(later.pour.to)[1] >= sim.body_pos(obj)[1]
             return math.pi / 2 if plus_y else -math.pi / 2
         if later.skill in ("place",) and later.place.object == obj:
             break
     return 0.0
+
+
+def resolve_roles(step: Step, roles: dict[str, str]) -> Step:
+    """The step with LabUtopia role names (`device`, `obj`, ...) replaced by this episode's object names."""
+    if not roles:
+        return step
+
+    def sub(v):
+        if isinstance(v, str):
+            head, dot, tail = v.partition(".")
+            return roles.get(head, head) + dot + tail
+        return v
+
+    data = step.model_dump(by_alias=True, exclude_none=True)
+    data[step.skill] = {k: sub(v) for k, v in data[step.skill].items()}
+    return Step.model_validate(data)
 
 
 @dataclass(frozen=True)
@@ -109,7 +127,8 @@ class WorkflowTask(Task):
     def expert(self, m: Motion, ctx: dict) -> Iterator[Target]:
         wf: Workflow = self.workflow
         for i, step in enumerate(wf.steps):
-            ctx["step"] = i
+            step = resolve_roles(step, ctx["roles"])
+            ctx["step"], ctx["current"] = i, step
             start = ctx["frame"]
             gen, check = self._skill(m, step, i, ctx)
             for target in gen:
@@ -128,7 +147,8 @@ class WorkflowTask(Task):
         s = step.skill
         if s == "pick":
             start_z = float(sim.body_pos(a.object)[2])
-            gen = pick(m, a.object, lift=0.12, yaw=_pour_yaw(sim, wf, i, a.object))
+            gen = pick(m, a.object, lift=0.12,
+                   yaw=_pour_yaw(sim, [resolve_roles(x, ctx["roles"]) for x in wf.steps], i, a.object))
 
             def check():
                 ok = lifted_and_held(sim, a.object, start_z, LIFT)

@@ -71,7 +71,14 @@ def scene_objects(wf: Workflow) -> dict[str, ObjectInfo]:
         out[name] = ObjectInfo(_CATEGORY_TYPES.get(asset.category, asset.category), None)
     if "liquid" in ctx and ctx.get("src") in out:
         out[ctx["src"]].liquid = True
+    for role, name in task_roles(ctx, builder.assets).items():  # e.g. `device`: the panel this seed asks for
+        out.setdefault(role, out[name])
     return out
+
+
+def task_roles(ctx: dict, assets: dict) -> dict[str, str]:
+    """A LabUtopia task's roles (ctx keys naming one of its objects), usable as object names in steps."""
+    return {k: v for k, v in ctx.items() if isinstance(v, str) and v in assets and assets[v].category != "liquid"}
 
 
 def _closest(name: str, known) -> str:

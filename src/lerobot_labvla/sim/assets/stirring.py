@@ -1,4 +1,4 @@
-"""A glass stirring rod standing in a bench holder (a short open tube welded to the bench)."""
+"""A glass stirring rod with a square plastic handle, standing in a bench holder (a short tube fixed to the bench)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,11 @@ def stirring_rod(parent, name: str, pos, length: float = 0.2, radius: float = 0.
     holder.add_geom(type=G.mjGEOM_CYLINDER, size=[inner + wall, 0.002, 0], pos=[0, 0, 0.002], rgba=[0.3, 0.3, 0.35, 1])
     rod = parent.add_body(name=name, pos=[pos[0], pos[1], pos[2] + 0.0045])
     rod.add_freejoint(name=f"{name}_free")
-    rod.add_geom(type=G.mjGEOM_CAPSULE, fromto=[0, 0, radius, 0, 0, length - radius], size=[radius, 0, 0],
-                 rgba=list(rgba), mass=0.03, friction=[1.0, 0.005, 1e-4])
+    rod.add_geom(type=G.mjGEOM_CAPSULE, fromto=[0, 0, radius, 0, 0, length - 0.07], size=[radius, 0, 0],
+                 rgba=list(rgba), mass=0.015, friction=[1.0, 0.005, 1e-4])
+    # A square handle: flat faces give the finger pads an area contact (a thin round rod spins out).
+    rod.add_geom(type=G.mjGEOM_BOX, size=[0.008, 0.008, 0.035], pos=[0, 0, length - 0.035],
+                 rgba=[0.2, 0.35, 0.6, 1], mass=0.01, friction=[1.2, 0.01, 1e-4])
     rod.add_site(name=f"{name}_grasp", pos=[0, 0, length - 0.03], size=[0.003] * 3, group=4)
     rod.add_site(name=f"{name}_tip", pos=[0, 0, 0.0], size=[0.003] * 3, group=4)
     return Asset(name, "stirring_rod", name, "glass", [f"{name}_grasp"],

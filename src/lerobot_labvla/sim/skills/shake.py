@@ -34,7 +34,7 @@ class ShakeRecord:
             s = 1 if v > 0.6 * amplitude else -1 if v < -0.6 * amplitude else 0
             if s and s != side:
                 half, side = half + 1, s
-        return max(0, half - 1) // 2
+        return half // 2
 
 
 def shake(m: Motion, obj: str, amplitude: float = 0.03, count: int = 3, record: ShakeRecord | None = None) -> Iterator[Target]:

@@ -12,7 +12,7 @@ from lerobot_labvla.sim.scene import Sim
 from lerobot_labvla.sim.skills.atomic import CLEAR_Z
 from lerobot_labvla.sim.skills.motion import Motion, Target
 
-STEPS_PER_TURN = 36
+STEPS_PER_TURN = 48
 
 
 @dataclass
@@ -46,17 +46,24 @@ def stir(m: Motion, rod: str, vessel: str, turns: int = 2, record: StirRecord | 
     record = record if record is not None else StirRecord()
     record.vessel_start = sim.body_pos(vessel)
     v = sim.assets[vessel]
-    tip_below_tcp = sim.tcp_pos[2] - sim.site_pos(sim.assets[rod].parts["tip"])[2]
-    c = sim.body_pos(vessel)
-    above = c[2] + v.params["height"] + 0.03 + tip_below_tcp
-    low = c[2] + 0.03 + tip_below_tcp
-    radius = max(0.004, v.params["radius"] - v.params.get("wall", 0.004) - sim.assets[rod].params["radius"] - 0.008)
+    tip = sim.site_pos(sim.assets[rod].parts["tip"])
+    tip_below_tcp = sim.tcp_pos[2] - tip[2]
+    # The rod can sit off the TCP along the pads: steer the tip, not the TCP, round the vessel's axis.
+    c = sim.body_pos(vessel) - np.array([tip[0] - sim.tcp_pos[0], tip[1] - sim.tcp_pos[1], 0.0])
+    base_z = sim.body_pos(vessel)[2]
+    above = base_z + v.params["height"] + 0.03 + tip_below_tcp
+    low = base_z + 0.03 + tip_below_tcp
+    radius = max(0.004, v.params["radius"] - v.params.get("wall", 0.004) - sim.assets[rod].params["radius"] - 0.005)
     yield from m.move([m.pos[0], m.pos[1], max(m.pos[2], above, CLEAR_Z)])
     yield from m.move([c[0], c[1], max(above, CLEAR_Z)])
     yield from m.move([c[0], c[1], low], speed=0.006)
+    axis = sim.body_pos(vessel)
     for k in range(turns * STEPS_PER_TURN + 1):
         a = 2 * math.pi * k / STEPS_PER_TURN
-        m.pos = np.array([c[0] + radius * math.cos(a), c[1] + radius * math.sin(a), low])
+        # Closed loop on the tip: aim the TCP so that the tip (wherever the grasp holds it) is on the circle.
+        offset = sim.tcp_pos[:2] - sim.site_pos(sim.assets[rod].parts["tip"])[:2]
+        goal = axis[:2] + radius * np.array([math.cos(a), math.sin(a)]) + offset
+        m.pos = np.array([goal[0], goal[1], low])
         yield m.target()
         record.update(sim, rod, vessel)
     yield from m.move([c[0], c[1], low], speed=0.006)
