@@ -29,7 +29,7 @@ def stirring_rod(parent, name: str, pos, length: float = 0.2, radius: float = 0.
                  rgba=list(rgba), mass=0.015, friction=[1.0, 0.005, 1e-4])
     # A square handle: flat faces give the finger pads an area contact (a thin round rod spins out).
     rod.add_geom(type=G.mjGEOM_BOX, size=[0.008, 0.008, 0.035], pos=[0, 0, length - 0.035],
-                 rgba=[0.2, 0.35, 0.6, 1], mass=0.01, friction=[1.2, 0.01, 1e-4])
+                 rgba=[0.2, 0.35, 0.6, 1], mass=0.01, friction=[1.2, 0.05, 1e-3])
     rod.add_site(name=f"{name}_grasp", pos=[0, 0, length - 0.03], size=[0.003] * 3, group=4)
     rod.add_site(name=f"{name}_tip", pos=[0, 0, 0.0], size=[0.003] * 3, group=4)
     return Asset(name, "stirring_rod", name, "glass", [f"{name}_grasp"],

@@ -66,8 +66,12 @@ def stir(m: Motion, rod: str, vessel: str, turns: int = 2, record: StirRecord | 
         m.pos = np.array([goal[0], goal[1], low])
         yield m.target()
         record.update(sim, rod, vessel)
-    yield from m.move([c[0], c[1], low], speed=0.006)
-    yield from m.move([c[0], c[1], max(above, CLEAR_Z)], speed=0.008)
+    # Back to the axis (with the offset the grasp has now), then straight up, slowly: a tip dragged along
+    # the wall levers the rod round in the grasp.
+    offset = sim.tcp_pos[:2] - sim.site_pos(sim.assets[rod].parts["tip"])[:2]
+    centre = axis[:2] + offset
+    yield from m.move([centre[0], centre[1], low], speed=0.004)
+    yield from m.move([centre[0], centre[1], max(above, CLEAR_Z)], speed=0.005)
 
 
 def stirred(sim: Sim, rod: str, vessel: str, turns: int, record: StirRecord) -> bool:
