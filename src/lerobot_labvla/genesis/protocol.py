@@ -124,6 +124,8 @@ class _Compiler:
         words = text.lower()
         rest = re.sub(rf"\b(?:{'|'.join(k for k, v in PART_NOUNS.items() if v == part)})\b", " ", words)
         rest = re.sub(r"\b(?:its|the|of|on|a)\b", " ", rest).strip()
+        if rest in ("it", "them"):
+            rest = ""  # "close it": the device mentioned last
         if rest:
             dev = self.noun_phrase(rest, clause)
         elif self.last_device is not None and (self.objects[self.last_device].type == "cabinet") == (part == "door"):

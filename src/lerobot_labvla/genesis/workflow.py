@@ -266,7 +266,9 @@ def _positions(node: yaml.Node, file: str, path: tuple = (), out: dict | None = 
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             sub = path + (key.value,)
-            out[sub] = Location(file, key.start_mark.line + 1, key.start_mark.column + 1)
+            # Point at a scalar's value (the thing to fix), at the key of a block.
+            mark = value.start_mark if isinstance(value, yaml.ScalarNode) else key.start_mark
+            out[sub] = Location(file, mark.line + 1, mark.column + 1)
             _positions(value, file, sub, out)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):

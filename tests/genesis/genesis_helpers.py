@@ -1,0 +1,25 @@
+"""Helpers for the RoboGenesis tests: run a console script, write a workflow file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "workflows"
+
+
+def run_cli(name: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    exe = BIN / name
+    cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "lerobot_labvla.genesis.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
+def write(tmp_path: Path, text: str, name: str = "wf.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
