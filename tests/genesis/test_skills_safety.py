@@ -1,0 +1,91 @@
+"""The new skills (stir, shake, pressZ) succeed by doing the job, their checkers fail when the motion is
+skipped, and the safety monitor rejects tipped glassware, spills, unintended contacts and drops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genesis_helpers import EXAMPLES, write
+from lerobot_labvla.genesis import skills as genesis_skills
+from lerobot_labvla.genesis.runner import EpisodeJob, episode_seed, run_episode
+
+
+def dry_run(path, attempt: int = 0):
+    """Roll out one attempt of a workflow file without cameras; returns its summary."""
+    return run_episode(EpisodeJob(path.read_text(), str(path), attempt, episode_seed(0, attempt), 32, "/nonexistent",
+                                  record=False))
+
+
+def _hold(m, *args, **kwargs):
+    yield from m.hold(30)
+
+
+@pytest.mark.parametrize("workflow, skill", [("stir_solution", "stir"), ("shake_beaker", "shake"),
+                                             ("press_z_panel", "press_z")])
+def test_new_skill_passes_its_checker_only_by_moving(workflow, skill, monkeypatch):
+    path = EXAMPLES / f"{workflow}.yaml"
+    done = dry_run(path)
+    assert done.kept, (done.reason, done.detail)
+    monkeypatch.setattr(genesis_skills, skill, _hold)  # same scene, same checker, the arm just waits
+    idle = dry_run(path)
+    assert not idle.kept
+    assert idle.reason == f"step_failed:{'pressZ' if skill == 'press_z' else skill}", idle
+
+
+def test_unintended_contact_is_rejected(tmp_path):
+    wf = write(tmp_path, """name: knock_bottle
+instruction: touch the bottle by mistake
+scene:
+  objects:
+    - {name: bottle, type: reagent_bottle, at: [0.5, 0.0]}
+    - {name: panel, type: button_panel, at: [0.45, 0.3]}
+steps:
+  - move: {to: [0.5, 0.0, 0.06]}
+  - press: {target: panel.button}
+""")
+    s = dry_run(wf)
+    assert not s.kept and s.reason == "safety:collision" and "bottle" in s.detail, s
+
+
+def _scene_sim(add):
+    from lerobot_labvla.envs.labutopia.splits import get_split
+    from lerobot_labvla.genesis.randomize import _labutopia_scene
+
+    b = _labutopia_scene(get_split("id"))(get_split("id"))
+    add(b)
+    sim = b.build()
+    from lerobot_labvla.sim.robots.fr3 import HOME_QPOS
+
+    sim.reset(HOME_QPOS)
+    return sim
+
+
+def test_tipped_glassware_and_spilled_liquid_are_flagged():
+    from lerobot_labvla.genesis.safety import SafetyMonitor
+    from lerobot_labvla.sim import assets as A
+
+    def add(b):
+        b.add(A.beaker, "upright", [0.5, 0.2, 0.0], radius=0.024, height=0.1)
+        b.add(A.particles, "liquid", [0.5, 0.2, 0.004], 0.02, count=12)
+        b.add(A.beaker, "lying", [0.5, -0.2, 0.03], radius=0.024, height=0.1)
+
+    sim = _scene_sim(add)
+    lying = sim.model.body("lying")
+    sim.data.qpos[sim.model.jnt_qposadr[lying.jntadr[0]] + 3:][:4] = [np.cos(np.pi / 4), np.sin(np.pi / 4), 0, 0]
+    mon = SafetyMonitor(sim, {"upright": "liquid"})
+    for t in range(20):
+        sim.step(sim.arm_qpos)
+        mon.step(t, set(), gripper_closed=False)
+    mon.finish(20)
+    assert [r for r, *_ in mon.violations] == ["tipped"], mon.violations
+    assert "lying" in mon.violations[0][2]
+    # Now pour the liquid out on the bench: teleport the particles next to the beaker.
+    for i in range(12):
+        body = sim.model.body(f"liquid{i}")
+        adr = sim.model.jnt_qposadr[body.jntadr[0]]
+        sim.data.qpos[adr:adr + 3] = [0.6 + 0.015 * (i % 4), -0.05 + 0.015 * (i // 4), 0.01]
+    for t in range(20, 30):
+        sim.step(sim.arm_qpos)
+    mon.finish(30)
+    assert "spill" in [r for r, *_ in mon.violations], mon.violations
