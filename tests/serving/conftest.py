@@ -17,6 +17,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 SERVE_START_TIMEOUT_S = 120
+OUTPUT_CHUNK = 8  # the session server sends the first 8 of the checkpoint's 10 actions (--output-chunk-size)
 
 
 # The debug labvla (tiny random Qwen3-VL, 2-layer 64-wide expert), trained for one step by LeRobot's own CLI.
@@ -97,7 +98,8 @@ class ServerProcess:
 def server(checkpoint, tmp_path_factory) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("serve_log") / "serve.log"
     srv = ServerProcess(
-        [f"--policy.path={checkpoint}", "--port=0", "--device=cpu", "--max-batch=8", "--max-message-mb=1"], log
+        [f"--policy.path={checkpoint}", "--port=0", "--device=cpu", "--max-batch=8", "--max-message-mb=1",
+         f"--output-chunk-size={OUTPUT_CHUNK}"], log
     )
     yield srv
     srv.stop()

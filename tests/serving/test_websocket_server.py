@@ -41,15 +41,22 @@ def infer(ws, obs: dict):
     return reply if isinstance(reply, str) else msgpack_numpy.unpackb(reply)
 
 
-def test_openpi_protocol_metadata_then_actions(server):
+def test_openpi_protocol_metadata_then_actions(server, checkpoint):
     ws, metadata = openpi_connect(server)
     with ws:
         assert metadata["policy_type"] == "labvla"
         assert metadata["inputs"]["observation.state"] == [8]
+        # The official LabVLA server's fields (deployment/serve_labvla.py), and no filesystem path.
+        assert {k: metadata[k] for k in OFFICIAL_METADATA} == {
+            "policy_type": "labvla", "action_dim": 7, "chunk_size": 8, "model_chunk_size": 10, "output_chunk_size": 8,
+            "state_dim": 8, "max_state_dim": 32, "max_action_dim": 32, "num_inference_steps": 10, "num_cameras": 2,
+        }
+        assert str(checkpoint) not in repr(metadata) and "/tmp" not in repr(metadata)
         reply = infer(ws, openpi_obs())
-        assert reply["actions"].shape == (10, 7) and reply["actions"].dtype == np.float32
+        assert reply["actions"].shape == (8, 7) and reply["actions"].dtype == np.float32
         assert np.isfinite(reply["actions"]).all()
-        assert reply["server_timing"]["infer_ms"] > 0
+        np.testing.assert_array_equal(reply["action"], reply["actions"])  # the official client reads `action`
+        assert reply["server_timing"]["infer_ms"] > 0 and reply["policy_timing"]["infer_ms"] > 0
         # LeRobot-style keys reach the same inputs (flow matching samples noise, so compare shapes).
         lerobot_style = {
             "observation.images.front": openpi_obs()["observation/image"],
@@ -62,6 +69,25 @@ def test_openpi_protocol_metadata_then_actions(server):
         assert "prev_total_ms" in again["server_timing"]
 
 
+def test_official_labutopia_client_keys_work_without_a_key_map(server):
+    # What LabUtopia's RemoteInferenceEngine sends through openpi-client: camera_<i>_rgb (256x256, a
+    # third camera this checkpoint does not read), `state`, the instruction as `prompt` and
+    # `language_instruction`, plus keys it ignores.
+    rng = np.random.default_rng(1)
+    msg = {f"camera_{i}_rgb": rng.integers(0, 255, (256, 256, 3), dtype=np.uint8) for i in (1, 2, 3)}
+    msg |= {"state": np.linspace(-0.5, 0.5, 8).astype(np.float32), "prompt": "pour the liquid",
+            "language_instruction": "pour the liquid", "episode_id": 3}
+    ws, _ = openpi_connect(server)
+    with ws:
+        reply = infer(ws, msg)
+    assert not isinstance(reply, str), reply
+    assert reply["action"].shape == (8, 7) and np.isfinite(reply["action"]).all()
+
+
+OFFICIAL_METADATA = ("policy_type", "action_dim", "chunk_size", "model_chunk_size", "output_chunk_size", "state_dim",
+                     "max_state_dim", "max_action_dim", "num_inference_steps", "num_cameras")
+
+
 def test_simple_client_sends_first_and_gets_lists(server):
     img = np.zeros((32, 32, 3), np.uint8).tolist()
     with connect(server.url + "/simple", open_timeout=TIMEOUT) as ws:
@@ -69,7 +95,7 @@ def test_simple_client_sends_first_and_gets_lists(server):
         ws.send(msgpack_numpy.packb({"images": [img, img], "state": [0.0] * 8, "instruction": "pick up the beaker"}))
         reply = msgpack_numpy.unpackb(ws.recv(TIMEOUT))
         assert set(reply) == {"actions"}
-        assert len(reply["actions"]) == 10 and all(len(a) == 7 for a in reply["actions"])
+        assert len(reply["actions"]) == 8 and all(len(a) == 7 for a in reply["actions"])
         ws.send(msgpack_numpy.packb({"images": [img], "state": [0.0] * 8, "instruction": "x"}))
         err = msgpack_numpy.unpackb(ws.recv(TIMEOUT))
         assert "got 1 image(s)" in err["error"]
@@ -94,7 +120,7 @@ def test_bad_input_gets_error_text_and_connection_stays_up(server):
             reply = ws.recv(TIMEOUT)
             assert isinstance(reply, str), name
             assert expected in reply, (name, reply)
-        assert infer(ws, openpi_obs())["actions"].shape == (10, 7)  # same connection still serves
+        assert infer(ws, openpi_obs())["actions"].shape == (8, 7)  # same connection still serves
 
 
 def test_many_clients_are_batched_and_isolated(server):
@@ -129,7 +155,7 @@ def test_many_clients_are_batched_and_isolated(server):
     assert not errors, errors
     assert len(results) == n_clients - 1
     replies = [r for rs in results.values() for r in rs]
-    assert all(not isinstance(r, str) and r["actions"].shape == (10, 7) for r in replies)
+    assert all(not isinstance(r, str) and r["actions"].shape == (8, 7) for r in replies)
     assert max(r["server_timing"]["batch_size"] for r in replies) > 1, "concurrent requests were never batched"
     assert server.proc.poll() is None
 
