@@ -2,14 +2,19 @@
 
     .venv/bin/python benchmarks/serving.py [--requests 960] [--clients 1 4 16] [--rounds 8] [--repeats 5]
 
-Prints a table and writes benchmarks/results/serving.json.
+Prints a table and writes benchmarks/results/serving.json (with the git commit and the machine's load
+average, since this box may be shared).
 
 1. Protocol overhead = round trip - `server_timing.infer_ms`, p50 / p99, with 1, 4 and 16 concurrent
    clients, each sending two 224x224x3 uint8 images + an 8-dim state + a prompt:
    - `openpi`: openpi's `WebsocketPolicyServer` (copied verbatim below from Physical-Intelligence/openpi,
      Apache-2.0) serving a zero policy;
    - `labvla`: `labvla-serve`'s `InferenceServer` (key mapping, validation, batching, per-request log
-     line) serving a zero model of the same input spec;
+     line) serving a zero model of the same input spec. A model this fast runs on the event loop, as
+     openpi's does (`batching.INLINE_BELOW_S`);
+   - `openpi, 20 ms model` / `labvla, 20 ms model`: the same two servers around a model that sleeps
+     20 ms per call (a GPU-like fixed cost: one call per request in openpi's server, one per batch in
+     labvla-serve's). Overhead then includes waiting for other clients' model calls;
    - `labvla+model`: `labvla-serve` on a tiny labvla checkpoint (infer_ms is then real model time).
    Every client is openpi-client's `WebsocketClientPolicy` in its own process (as each robot would be),
    from a venv the benchmark creates under
@@ -130,8 +135,12 @@ OPENPI_SERVER = textwrap.dedent(
     import sys
     import numpy as np
 
+    COST_S = float(sys.argv[2]) / 1000
+
     class ZeroPolicy(_base_policy.BasePolicy):
         def infer(self, obs):
+            if COST_S:
+                time.sleep(COST_S)
             return {"actions": np.zeros((10, 7), np.float32)}
 
     logging.basicConfig(level=logging.WARNING)
@@ -139,10 +148,10 @@ OPENPI_SERVER = textwrap.dedent(
     '''
 )
 
-# labvla-serve's server with a zero model of the same input spec as the clients send.
+# labvla-serve's server with a zero model (optionally sleeping argv[2] ms per call) of the same input spec.
 LABVLA_ZERO_SERVER = textwrap.dedent(
     """
-    import asyncio, logging, sys
+    import asyncio, logging, sys, time
     import numpy as np
     from lerobot_labvla.serving.observations import ObservationSpec
     from lerobot_labvla.serving.websocket_server import InferenceServer, prepare_process
@@ -156,8 +165,11 @@ LABVLA_ZERO_SERVER = textwrap.dedent(
         def metadata(self):
             return {"policy_type": "zero", "chunk_size": 10, "action_dim": 7}
         def infer(self, obs):
+            if COST_S:
+                time.sleep(COST_S)
             return np.zeros((len(obs), 10, 7), np.float32)
 
+    COST_S = float(sys.argv[2]) / 1000
     prepare_process("INFO")  # as labvla-serve does: the per-request log line stays on, allocator tuned
     asyncio.run(InferenceServer(ZeroRunner(), "127.0.0.1", 0, max_batch=int(sys.argv[1])).run())
     """
@@ -348,6 +360,13 @@ def summarize(res: dict) -> dict:
     }
 
 
+def git_commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src/lerobot_labvla/serving", "benchmarks/serving.py"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return out.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def tiny_checkpoint() -> Path:
     """A tiny labvla checkpoint trained 1 step by lerobot-train on a synthetic dataset (cached)."""
     ckpt = CACHE / "tiny_labvla" / "train" / "checkpoints" / "last" / "pretrained_model"
@@ -379,7 +398,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8, help="alternating rounds the requests are split into")
     ap.add_argument("--repeats", type=int, default=5, help="independent runs of the openpi/labvla comparison")
     ap.add_argument("--throughput-requests", type=int, default=320, help="timed requests per server, 16 clients")
+    ap.add_argument("--fixed-cost-ms", type=float, default=20.0, help="model cost of the fixed-cost rows")
+    ap.add_argument("--fixed-cost-requests", type=int, default=480, help="timed requests per server, client count and run")
+    ap.add_argument("--fixed-cost-repeats", type=int, default=2, help="independent runs of the fixed-cost comparison")
     args = ap.parse_args()
+    load_at_start = os.getloadavg()
     CACHE.mkdir(parents=True, exist_ok=True)
     logs = CACHE / "logs"
     logs.mkdir(exist_ok=True)
@@ -391,10 +414,16 @@ def main() -> None:
 
     servers: dict[str, Server] = {}
     try:
+        cost = f"{args.fixed_cost_ms:g} ms model"
         if have_openpi:
             port = free_port()
-            servers["openpi"] = Server([client_py, "-c", OPENPI_SERVER, str(port)], logs / "openpi.log", port=port)
-        servers["labvla"] = Server([PY, "-c", LABVLA_ZERO_SERVER, "16"], logs / "labvla_zero.log")
+            servers["openpi"] = Server([client_py, "-c", OPENPI_SERVER, str(port), "0"], logs / "openpi.log", port=port)
+            port = free_port()
+            servers[f"openpi, {cost}"] = Server([client_py, "-c", OPENPI_SERVER, str(port), str(args.fixed_cost_ms)],
+                                                logs / "openpi_cost.log", port=port)
+        servers["labvla"] = Server([PY, "-c", LABVLA_ZERO_SERVER, "16", "0"], logs / "labvla_zero.log")
+        servers[f"labvla, {cost}"] = Server([PY, "-c", LABVLA_ZERO_SERVER, "16", str(args.fixed_cost_ms)],
+                                            logs / "labvla_cost.log")
         servers["labvla+model"] = Server([*serve, "--max-batch=16"], logs / "labvla_model_b16.log")
         servers["labvla+model, no batching"] = Server([*serve, "--max-batch=1"], logs / "labvla_model_b1.log")
         url = {k: f"ws://127.0.0.1:{v.port}" for k, v in servers.items()}
@@ -402,9 +431,12 @@ def main() -> None:
         overhead: dict[str, dict[int, dict]] = {}
         repeats: dict[str, dict[int, list[dict]]] = {}
         zero = [k for k in ("openpi", "labvla") if k in servers]
-        for group, n_repeats in ((zero, args.repeats), (["labvla+model"], 1)):
+        fixed = [k for k in (f"openpi, {cost}", f"labvla, {cost}") if k in servers]
+        groups = ((zero, args.repeats, args.requests), (fixed, args.fixed_cost_repeats, args.fixed_cost_requests),
+                  (["labvla+model"], 1, args.requests))
+        for group, n_repeats, n_requests in groups:
             for n in args.clients:
-                per_round = max(1, args.requests // (n * args.rounds))
+                per_round = max(1, n_requests // (n * args.rounds))
                 pooled: dict[str, dict] = {k: {"rows": [], "wall_s": 0.0} for k in group}
                 for rep in range(n_repeats):
                     res = load(client_py, [url[k] for k in group], n, per_round, args.rounds)
@@ -414,7 +446,7 @@ def main() -> None:
                         pooled[k]["rows"] += res[url[k]]["rows"]
                         pooled[k]["wall_s"] += res[url[k]]["wall_s"]
                         pooled[k]["client"] = res[url[k]]["client"]
-                        print(f"  {k:13s} clients={n:2d} run {rep + 1}  overhead p50 {s['overhead_p50_ms']:6.2f} ms  p99 "
+                        print(f"  {k:22s} clients={n:2d} run {rep + 1}  overhead p50 {s['overhead_p50_ms']:6.2f} ms  p99 "
                               f"{s['overhead_p99_ms']:6.2f} ms  (rtt p50 {s['rtt_p50_ms']:.2f}, n={s['n']})", flush=True)
                 for k in group:  # percentiles over all runs' requests together; each run's listed too
                     overhead.setdefault(k, {})[n] = {
@@ -434,11 +466,11 @@ def main() -> None:
 
     print("\nProtocol overhead = round trip - server_timing.infer_ms (ms); two 224x224x3 uint8 images + state + prompt")
     print("(percentiles over the requests of all --repeats runs together; each run's p50 / p99 in brackets)")
-    print(f"{'server':14s} {'clients':>7s} {'p50':>7s} {'p99':>7s} {'rtt p50':>8s} {'infer p50':>9s} {'batch':>6s}  runs")
+    print(f"{'server':22s} {'clients':>7s} {'p50':>7s} {'p99':>7s} {'rtt p50':>8s} {'infer p50':>9s} {'batch':>6s}  runs")
     for name, rows in overhead.items():
         for n, s in rows.items():
             runs = " ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(s["runs_overhead_p50_ms"], s["runs_overhead_p99_ms"]))
-            print(f"{name:14s} {n:7d} {s['overhead_p50_ms']:7.2f} {s['overhead_p99_ms']:7.2f} {s['rtt_p50_ms']:8.2f} "
+            print(f"{name:22s} {n:7d} {s['overhead_p50_ms']:7.2f} {s['overhead_p99_ms']:7.2f} {s['rtt_p50_ms']:8.2f} "
                   f"{s['infer_p50_ms']:9.2f} {s['mean_batch']:6.1f}  [{runs}]")
     print("\nThroughput, tiny labvla checkpoint on CPU, 16 clients")
     for k, s in throughput.items():
@@ -447,13 +479,15 @@ def main() -> None:
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
+        "git_commit": git_commit(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_avg_at_end": os.getloadavg()},
+                    "load_avg_at_start": load_at_start, "load_avg_at_end": os.getloadavg()},
         "client": client_note,
         "openpi_server": "Physical-Intelligence/openpi@15a9616 websocket_policy_server.py, zero policy" if have_openpi else None,
         "method": f"servers alternate in {args.rounds} rounds (+1 warm-up round each), {args.repeats} runs of the "
-                  "openpi/labvla comparison (percentiles over all runs' requests pooled, each run's listed); "
-                  "overhead = rtt - infer_ms",
+                  f"zero-model openpi/labvla comparison and {args.fixed_cost_repeats} of the {cost} one (percentiles "
+                  "over all runs' requests pooled, each run's listed); overhead = rtt - infer_ms",
+        "fixed_cost_model_ms": args.fixed_cost_ms,
         "overhead": {k: {str(n): s for n, s in v.items()} for k, v in overhead.items()},
         "throughput_16_clients": throughput,
         "batching_speedup": speedup,
