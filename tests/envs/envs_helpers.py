@@ -22,6 +22,7 @@ def record_expert_dataset(root: Path, task: str = "pick_up", episodes: int = 2, 
     """LeRobot v3 dataset of the scripted expert (first `frames` steps of each episode)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+    from lerobot_labvla.envs.labutopia import CAMERAS
     from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
 
     env = LabUtopiaEnv(task, "id", image_size=IMAGE)
@@ -29,7 +30,7 @@ def record_expert_dataset(root: Path, task: str = "pick_up", episodes: int = 2, 
         "observation.state": {"dtype": "float32", "shape": (8,), "names": [f"q{i}" for i in range(7)] + ["gripper"]},
         "action": {"dtype": "float32", "shape": (7,), "names": ["dx", "dy", "dz", "rx", "ry", "rz", "gripper"]},
     }
-    for cam in ("front", "wrist"):
+    for cam in CAMERAS:
         features[f"observation.images.{cam}"] = {"dtype": "image", "shape": (IMAGE, IMAGE, 3),
                                                  "names": ["height", "width", "channels"]}
     ds = LeRobotDataset.create("local/labutopia_expert", 20, features, root=root, robot_type="franka",
@@ -40,7 +41,7 @@ def record_expert_dataset(root: Path, task: str = "pick_up", episodes: int = 2, 
         for _ in range(frames):
             action = expert.act()
             ds.add_frame({"observation.state": obs["agent_pos"], "action": action, "task": env.task_description,
-                          **{f"observation.images.{c}": obs["pixels"][c] for c in ("front", "wrist")}})
+                          **{f"observation.images.{c}": obs["pixels"][c] for c in CAMERAS}})
             obs, *_ = env.step(action)
         ds.save_episode()
     ds.finalize()

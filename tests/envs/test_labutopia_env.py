@@ -1,5 +1,7 @@
 """The gymnasium env and the EnvConfig as a user meets them: spaces, ids, determinism, bad input."""
 
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -27,12 +29,13 @@ def test_every_gym_id_is_registered_and_split_kwarg_works():
 
 def test_observation_action_reward_and_info(env):
     obs, _ = env.reset(seed=0)
-    assert obs["pixels"]["front"].dtype == np.uint8 and obs["pixels"]["wrist"].shape == (64, 64, 3)
+    assert set(obs["pixels"]) == {"front", "side", "wrist"}
+    assert obs["pixels"]["front"].dtype == np.uint8 and obs["pixels"]["side"].shape == (64, 64, 3)
     assert obs["agent_pos"].shape == (8,) and obs["agent_pos"].dtype == np.float32
     assert env.action_space.shape == (7,)
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     assert 0.0 <= reward <= 1.0 and isinstance(info["is_success"], bool)
-    assert env.unwrapped.task_description == "pick up the beaker"
+    assert re.fullmatch(r"(pick up|lift|grasp) the (clear|blue|green) beaker.*", env.unwrapped.task_description)
     assert env.unwrapped.render().shape == (64, 64, 3)
 
 
@@ -105,14 +108,15 @@ def test_env_config_features_and_create_envs():
 
     cfg = EnvConfig.get_choice_class("labutopia")(task="pick_up,press_button", split="ood", image_size=32)
     feats = env_to_policy_features(cfg)
-    assert set(feats) == {"action", "observation.state", "observation.images.front", "observation.images.wrist"}
+    assert set(feats) == {"action", "observation.state", "observation.images.front", "observation.images.side",
+                          "observation.images.wrist"}
     assert feats["observation.images.front"].shape == (3, 32, 32) and cfg.fps == 20
     envs = cfg.create_envs(n_envs=2)
     try:
         vec = envs["labutopia"][1]
         obs, _ = vec.reset(seed=[0, 1])
         assert obs["pixels"]["wrist"].shape == (2, 32, 32, 3)
-        assert vec.call("task_description")[0] == "press the button"
+        assert re.fullmatch(r".* (yellow|purple|orange) button.*", vec.call("task_description")[0])
         assert vec.call("_max_episode_steps")[0] == 160
     finally:
         for group in envs.values():
@@ -143,3 +147,31 @@ def test_ood_split_never_samples_id_sizes_or_colours():
         g = ood.glass(rng)
         assert not id_lo <= g["radius"] <= id_hi and g["rgba"] not in ident.glass_colors
     assert ood.xy(np.random.default_rng(1), 0.5, 0.2)[1] < 0 < ident.xy(np.random.default_rng(1), 0.5, 0.2)[1]
+
+
+def test_instructions_name_the_object_and_vary_across_seeds():
+    from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
+
+    env = LabUtopiaEnv("press_button", obs_type="agent_pos", render_mode=None)
+    said = set()
+    for seed in range(12):
+        env.reset(seed=seed)
+        colour = re.search(r"(red|green|blue) button", env.task_description).group(1)
+        rgba = env.sim.model.geom(f"{env.ctx['device']}_button_cap").rgba
+        assert {"red": 0, "green": 1, "blue": 2}[colour] == int(np.argmax(rgba[:3]))  # the named button is that colour
+        said.add(env.task_description.replace(colour, "<c>"))
+    assert len(said) >= 2  # paraphrases
+    env.close()
+
+
+def test_start_pose_and_layout_vary_with_the_seed():
+    from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
+
+    env = LabUtopiaEnv("pick_up", obs_type="agent_pos", render_mode=None)
+    tcp, obj = [], []
+    for seed in range(8):
+        env.reset(seed=seed)
+        tcp.append(env.sim.tcp_pos)
+        obj.append(env.sim.body_pos("beaker"))
+    env.close()
+    assert np.ptp(np.array(tcp)[:, :2], axis=0).min() > 0.06 and np.ptp(np.array(obj)[:, :2], axis=0).min() > 0.06

@@ -128,3 +128,28 @@ def test_close_skill_shuts_an_open_door(lab_scene):
     drive(lab_scene, ctl, open_door(m, "cabinet"))
     drive(lab_scene, ctl, close_door(m, "cabinet"))
     assert door_angle(lab_scene, "cabinet") < 0.15
+
+
+def test_grasp_assist_needs_an_enclosing_grasp_not_a_touch(lab_scene_assisted):
+    from lerobot_labvla.sim.skills.motion import TOP_DOWN
+
+    sim = lab_scene_assisted
+    ctl, m = ArmController(sim), Motion(sim)
+    # Closed fingertips pressed onto the rim: both fingers touch the beaker, but nothing encloses it.
+    rim = sim.site_pos("beaker_rim") + [0.9 * sim.assets["beaker"].params["radius"], 0, 0]
+    drive(sim, ctl, m.grip(0.0, steps=15))
+    drive(sim, ctl, m.move(rim + [0, 0, 0.1], TOP_DOWN))
+    drive(sim, ctl, m.move(rim, speed=0.004, max_steps=60), extra_hold=10)
+    assert sim.fingers_touch("beaker") and not sim.encloses("beaker") and sim.held is None
+    drive(sim, ctl, m.move(sim.tcp_pos + [0, 0, 0.1]))
+    assert abs(sim.body_pos("beaker")[2]) < 0.003  # nothing came up with the hand
+    # A real grasp engages it.
+    drive(sim, ctl, pick(m, "beaker", lift=0.05))
+    assert sim.encloses("beaker") and sim.held == "beaker"
+
+
+def test_grasp_assist_can_be_limited_to_named_assets():
+    from conftest import build_lab_scene  # noqa: I001
+
+    sim = build_lab_scene(grasp_assist=("beaker",))
+    assert set(sim.grasp_eq) == {"beaker"}

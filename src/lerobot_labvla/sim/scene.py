@@ -6,7 +6,7 @@ per episode from a seed; a `Sim` owns the compiled model, its data and the devic
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import mujoco
 import numpy as np
@@ -24,7 +24,7 @@ class SceneBuilder:
     """Collects assets under one world body; `build()` compiles them into a `Sim`."""
 
     def __init__(self, timestep: float = 0.005, substeps: int = 10, bench_rgba=(0.55, 0.6, 0.62, 1),
-                 grasp_assist: bool = False):
+                 grasp_assist: bool | Collection[str] = False):
         spec = mujoco.MjSpec()
         spec.compiler.degree = False  # MjSpec defaults to degrees
         spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
@@ -40,6 +40,7 @@ class SceneBuilder:
         self.spec = spec
         self.world = spec.worldbody
         self.substeps = substeps
+        # True: every graspable vessel may be welded; a collection: only the named assets.
         self.grasp_assist = grasp_assist
         self.assets: dict[str, Asset] = {}
         self.world.add_geom(type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 3, 0.1], pos=[0, 0, -0.8],
@@ -74,7 +75,8 @@ class SceneBuilder:
     def build(self) -> Sim:
         """Compile the spec into a runnable `Sim`."""
         for name, asset in self.assets.items():
-            if self.grasp_assist and asset.graspable_sites and asset.category in GRASPABLE_CATEGORIES:
+            wanted = self.grasp_assist is True or (not isinstance(self.grasp_assist, bool) and name in self.grasp_assist)
+            if wanted and asset.graspable_sites and asset.category in GRASPABLE_CATEGORIES:
                 eq = self.spec.add_equality(type=mujoco.mjtEq.mjEQ_WELD, name=f"grasp_{name}", name1=ROBOT_PREFIX + "hand",
                                             name2=asset.body, objtype=mujoco.mjtObj.mjOBJ_BODY)
                 eq.active = False
@@ -102,10 +104,12 @@ class Sim:
         self.hand_body = m.body(ROBOT_PREFIX + "hand").id
         self._fingers = (m.body(ROBOT_PREFIX + "left_finger").id, m.body(ROBOT_PREFIX + "right_finger").id)
         self.robot_bodies = {b for b in range(m.nbody) if m.body(b).name.startswith(ROBOT_PREFIX)}
+        self._robot_ids = np.array(sorted(self.robot_bodies))
         self.device_on: dict[str, bool] = {}
-        # Optional grasp assist (SceneBuilder(grasp_assist=True)): friction alone does not hold a
+        # Optional grasp assist (SceneBuilder(grasp_assist=...)): friction alone does not hold a
         # beaker rolled past ~60 deg about the grip axis. A weld engages only while the gripper is
-        # commanded closed AND both fingers touch the object, so the grasp is still made physically.
+        # commanded closed AND the fingers enclose the object (`encloses`): a touch on the rim or a
+        # push with closed fingers never engages it, so the grasp is still made physically.
         self.grasp_eq = {n: m.equality(f"grasp_{n}").id for n in assets if _has_eq(m, f"grasp_{n}")}
         self.held: str | None = None
         self._buttons = {n: a for n, a in assets.items() if "button" in a.articulation}
@@ -147,7 +151,7 @@ class Sim:
             self.held = None
         elif self.held is None and closing:
             for name, eq in self.grasp_eq.items():
-                if self.fingers_touch(self.assets[name].body):
+                if self.encloses(name):
                     self._weld_here(eq, self.assets[name].body)
                     self.held = name
                     break
@@ -216,6 +220,31 @@ class Sim:
     def body_upright(self, body: str) -> float:
         """Cosine between the body's z axis and world up (1 = upright)."""
         return float(self.data.body(body).xmat[8])
+
+    def encloses(self, asset: str) -> bool:
+        """A real two-finger grasp of vessel `asset`: gripper commanded closed and squeezed onto it, both
+        fingers in contact, the object's axis between the fingers and the fingertips below its rim."""
+        a = self.assets[asset]
+        radius, height = a.params.get("radius"), a.params.get("height")
+        if radius is None or height is None or self.data.ctrl[self.hand_act] >= 0.5 * 255:
+            return False
+        if not self.fingers_touch(a.body):
+            return False
+        o = self.data.body(a.body)
+        rel = o.xmat.reshape(3, 3).T @ (self.tcp_pos - o.xpos)  # TCP in the object frame
+        return bool(np.hypot(rel[0], rel[1]) < 0.5 * radius and 0.01 < rel[2] < height - 0.008
+                    and self.gripper_width < 2 * radius + 0.01)
+
+    def robot_touches(self, body: str) -> bool:
+        """True when any robot geom is in contact with `body`'s tree (the object and all its parts)."""
+        n = self.data.ncon
+        if n == 0:
+            return False
+        m, c = self.model, self.data.contact
+        b1, b2 = m.geom_bodyid[c.geom1[:n]], m.geom_bodyid[c.geom2[:n]]
+        root = m.body_rootid[m.body(body).id]
+        robot = np.isin(b1, self._robot_ids), np.isin(b2, self._robot_ids)
+        return bool(np.any(robot[0] & (m.body_rootid[b2] == root)) or np.any(robot[1] & (m.body_rootid[b1] == root)))
 
     def fingers_touch(self, body: str) -> bool:
         """True when both fingers are in contact with `body` (or any body of its subtree)."""

@@ -14,7 +14,7 @@ GYM_IDS: dict[str, str] = {
 }
 SPLIT_NAMES = ("id", "ood")
 FPS = 20  # control rate: 10 physics substeps of 5 ms
-CAMERAS = ("front", "wrist")
+CAMERAS = ("front", "side", "wrist")  # three slots, like the official evaluator's camera_1..3_rgb
 OBS_TYPES = ("pixels_agent_pos", "agent_pos")
 ACTION_DIMS = {"ee_delta": 7, "joint": 8}  # ee_delta: [dpos(3), drot(3), gripper]; joint: [q(7), gripper]
 STATE_DIM = 8  # 7 joint angles + gripper opening

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from lerobot_labvla.envs.labutopia import GYM_IDS, SPLIT_NAMES
+from lerobot_labvla.envs.labutopia import CAMERAS, GYM_IDS, SPLIT_NAMES
 from lerobot_labvla.errors import LabVLAError, cli_errors
 
 
@@ -65,11 +65,11 @@ def cmd_view(args) -> None:
     expert = env.expert() if args.policy == "expert" else None
     container = av.open(str(out), mode="w")
     stream = container.add_stream("libx264", rate=env.metadata["render_fps"])
-    stream.width, stream.height, stream.pix_fmt = 2 * args.size, args.size, "yuv420p"
+    stream.width, stream.height, stream.pix_fmt = len(CAMERAS) * args.size, args.size, "yuv420p"
     steps, info = 0, {"is_success": False}
     try:
         while True:
-            frame = np.concatenate([obs["pixels"]["front"], obs["pixels"]["wrist"]], axis=1)
+            frame = np.concatenate([obs["pixels"][c] for c in CAMERAS], axis=1)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             action = expert.act() if expert else np.zeros(env.action_space.shape, np.float32)
             obs, _, terminated, truncated, info = env.step(action)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=_positive, default=1, help="parallel processes")
     p.add_argument("--json", help="write {task, split, episodes, success_rate, mean_progress} here")
 
-    p = sub.add_parser("view", help="render one episode to an mp4 (front | wrist)")
+    p = sub.add_parser("view", help="render one episode to an mp4 (front | side | wrist)")
     p.add_argument("--task", type=_task, required=True)
     p.add_argument("--split", choices=SPLIT_NAMES, default="id")
     p.add_argument("--seed", type=int, default=0)

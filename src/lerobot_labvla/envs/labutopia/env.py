@@ -1,6 +1,6 @@
 """`LabUtopiaEnv`: one LabUtopia task as a gymnasium env (what `lerobot-eval` steps).
 
-Observation: `pixels/{front,wrist}` uint8 (H, W, 3) and `agent_pos` (8,) = 7 arm joint angles (rad)
+Observation: `pixels/{front,side,wrist}` uint8 (H, W, 3) and `agent_pos` (8,) = 7 arm joint angles (rad)
 + gripper opening (m). Action `ee_delta` (7,) in [-1, 1] = TCP translation (x 2.5 cm), rotation
 vector (x 0.1 rad) and gripper (-1 closed .. 1 open); `joint` (8,) = 7 absolute joint targets (rad)
 and the same gripper command. Reward = the task's staged progress in [0, 1]; success must hold for `hold_steps`.
@@ -18,7 +18,7 @@ from lerobot_labvla.envs.labutopia import ACTION_DIMS, CAMERAS, FPS, OBS_TYPES, 
 from lerobot_labvla.envs.labutopia.splits import get_split
 from lerobot_labvla.envs.labutopia.tasks import CAMERA_NAMES, get_task
 from lerobot_labvla.errors import LabVLAError
-from lerobot_labvla.sim.control import ArmController, quat_error
+from lerobot_labvla.sim.control import ArmController, axis_angle_quat, quat_error, quat_mul
 from lerobot_labvla.sim.render import Cameras
 from lerobot_labvla.sim.robots.fr3 import HOME_QPOS
 from lerobot_labvla.sim.skills import Motion, Target
@@ -26,6 +26,10 @@ from lerobot_labvla.sim.skills import Motion, Target
 POS_SCALE = 0.025  # m per unit action
 ROT_SCALE = 0.1  # rad per unit action
 HOLD_SECONDS = 1.0  # LabUtopia's rule: the goal holds for 60 steps at 60 Hz = 1 s
+# The arm starts with its TCP anywhere in this box around the home pose and turned up to START_YAW
+# about the vertical: relative (ee_delta) actions recorded in one episode do not fit another.
+START_BOX = np.array([0.08, 0.10, 0.05])
+START_YAW = 0.5
 
 
 class LabUtopiaEnv(gym.Env):
@@ -78,6 +82,7 @@ class LabUtopiaEnv(gym.Env):
         self.task_description = self.ctx.get("instruction", self.spec_task.instruction)
         self.sim = builder.build()
         self.sim.reset(HOME_QPOS)
+        self.sim.reset(self._start_qpos())
         self.ctl = ArmController(self.sim)
         if self.cameras is not None:
             self.cameras.close()
@@ -101,6 +106,7 @@ class LabUtopiaEnv(gym.Env):
         self.sim.set_gripper((a[-1] + 1.0) / 2.0)
         self.sim.step(q)
         self._steps += 1
+        self.spec_task.update(self.sim, self.ctx)
         goal = self.spec_task.success(self.sim, self.ctx)
         self._held = self._held + 1 if goal else 0
         success = self._held >= self.hold_steps
@@ -120,6 +126,13 @@ class LabUtopiaEnv(gym.Env):
             self.cameras = None
 
     # --- helpers -------------------------------------------------------------------------
+    def _start_qpos(self) -> np.ndarray:
+        """A seeded start configuration: the home TCP moved inside START_BOX and turned by up to START_YAW."""
+        rng, sim = self.np_random, self.sim
+        pos = sim.tcp_pos + rng.uniform(-START_BOX, START_BOX)
+        quat = quat_mul(axis_angle_quat(np.array([0.0, 0.0, rng.uniform(-START_YAW, START_YAW)])), sim.tcp_quat)
+        return ArmController(sim, iterations=60).ik(pos, quat, HOME_QPOS)
+
     def _check_action(self, action) -> np.ndarray:
         a = np.asarray(action, dtype=np.float64)
         if a.shape != (self.action_dim,):

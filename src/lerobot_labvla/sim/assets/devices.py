@@ -21,6 +21,11 @@ def bench(parent, name: str = "bench", size=(0.7, 0.9), height: float = 0.8, cen
     return Asset(name, "bench", name, "epoxy resin")
 
 
+def _yaw_quat(yaw: float) -> list[float]:
+    """Body orientation for a rotation of `yaw` rad about the world z axis."""
+    return [math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]
+
+
 def _push_button(parent, name: str, pos, radius: float, travel: float, stiffness: float, rgba) -> str:
     """A spring-returned cap standing on the surface at `pos`; returns the joint name (0 = up, -travel = bottomed).
 
@@ -38,9 +43,9 @@ def _push_button(parent, name: str, pos, radius: float, travel: float, stiffness
 
 
 def button_panel(parent, name: str, pos, radius: float = 0.02, travel: float = 0.01,
-                 rgba=(0.1, 0.55, 0.15, 1), housing_rgba=(0.85, 0.85, 0.8, 1)) -> Asset:
-    """A bench push-button box with an indicator lamp that a device latch turns on."""
-    body = parent.add_body(name=name, pos=list(pos))
+                 rgba=(0.1, 0.55, 0.15, 1), housing_rgba=(0.85, 0.85, 0.8, 1), yaw: float = 0.0) -> Asset:
+    """A bench push-button box (turned `yaw` rad about z) with an indicator lamp that a device latch turns on."""
+    body = parent.add_body(name=name, pos=list(pos), quat=_yaw_quat(yaw))
     body.add_geom(type=G.mjGEOM_BOX, size=[0.05, 0.08, 0.02], pos=[0, 0, 0.02], rgba=list(housing_rgba), mass=1.0)
     joint = _push_button(body, f"{name}_button", [0, -0.02, 0.04], radius, travel, 300.0, rgba)
     body.add_geom(name=f"{name}_indicator", type=G.mjGEOM_CYLINDER, size=[0.01, 0.003, 0], pos=[0, 0.05, 0.042],
@@ -51,9 +56,9 @@ def button_panel(parent, name: str, pos, radius: float = 0.02, travel: float = 0
 
 
 def hot_plate(parent, name: str, pos, plate_radius: float = 0.075, travel: float = 0.01,
-              rgba=(0.9, 0.9, 0.88, 1), plate_rgba=(0.3, 0.3, 0.32, 1)) -> Asset:
-    """A hot plate: heating disc at the back, push button and lamp at the front (-x, robot side)."""
-    body = parent.add_body(name=name, pos=list(pos))
+              rgba=(0.9, 0.9, 0.88, 1), plate_rgba=(0.3, 0.3, 0.32, 1), yaw: float = 0.0) -> Asset:
+    """A hot plate (turned `yaw` rad about z): heating disc at the back, push button and lamp at the front (-x)."""
+    body = parent.add_body(name=name, pos=list(pos), quat=_yaw_quat(yaw))
     body.add_geom(type=G.mjGEOM_BOX, size=[0.14, 0.095, 0.03], pos=[0, 0, 0.03], rgba=list(rgba), mass=2.0)
     body.add_geom(name=f"{name}_plate", type=G.mjGEOM_CYLINDER, size=[plate_radius, 0.003, 0], pos=[0.04, 0, 0.063],
                   rgba=list(plate_rgba), friction=[1.0, 0.005, 1e-4])
@@ -70,13 +75,14 @@ def hot_plate(parent, name: str, pos, plate_radius: float = 0.075, travel: float
 
 def cabinet(parent, name: str, pos, width: float = 0.3, depth: float = 0.25, height: float = 0.26,
             wall: float = 0.012, handle_height: float = 0.2, rgba=(0.92, 0.92, 0.9, 1),
-            door_rgba=(0.8, 0.82, 0.85, 1)) -> Asset:
-    """A drying-oven-like cabinet open towards -x, door hinged on its -y edge, bar handle on the +y edge.
+            door_rgba=(0.8, 0.82, 0.85, 1), yaw: float = 0.0) -> Asset:
+    """A drying-oven-like cabinet open towards -x (of its frame, turned `yaw` rad about z), door hinged on
+    its -y edge, bar handle on the +y edge.
 
     The door frame origin is the hinge; at angle 0 the door's inner face is the plane x = 0 of that
     frame and the handle bar (along y) stands `handle_gap` in front of it, so fingers fit behind it.
     """
-    body = parent.add_body(name=name, pos=list(pos))
+    body = parent.add_body(name=name, pos=list(pos), quat=_yaw_quat(yaw))
     hw, hd, hh = width / 2, depth / 2, height / 2
     for size, p in [([wall / 2, hw, hh], [hd - wall / 2, 0, hh]), ([hd, wall / 2, hh], [0, -hw + wall / 2, hh]),
                     ([hd, wall / 2, hh], [0, hw - wall / 2, hh]), ([hd, hw, wall / 2], [0, 0, wall / 2]),

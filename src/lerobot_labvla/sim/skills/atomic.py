@@ -15,6 +15,7 @@ from lerobot_labvla.sim.control import axis_angle_quat, quat_mul
 from lerobot_labvla.sim.skills.motion import TOP_DOWN, Motion, Target
 
 CLEAR_Z = 0.22  # TCP height for carrying things across the bench (m above the bench top)
+CARRY_SPEED = 0.008  # m per control step while carrying a held object sideways
 
 
 def move(m: Motion, pos, quat=None) -> Iterator[Target]:
@@ -43,7 +44,8 @@ def place(m: Motion, obj: str, xy, surface_z: float = 0.0) -> Iterator[Target]:
     offset = m.sim.tcp_pos - sim.body_pos(obj)
     up = max(m.pos[2], CLEAR_Z)
     yield from m.move([m.pos[0], m.pos[1], up])
-    yield from m.move([xy[0] + offset[0], xy[1] + offset[1], up])
+    # Carried slower than free moves: a held vessel pivots in the pads when the arm jerks.
+    yield from m.move([xy[0] + offset[0], xy[1] + offset[1], up], speed=CARRY_SPEED, max_steps=200)
     yield from m.move([xy[0] + offset[0], xy[1] + offset[1], surface_z + offset[2] + 0.03], speed=0.008)
     yield from m.move([xy[0] + offset[0], xy[1] + offset[1], surface_z + offset[2] + 0.004], speed=0.003,
                       max_steps=30)
@@ -99,6 +101,13 @@ def press(m: Motion, device: str, depth: float = 1.0) -> Iterator[Target]:
     yield from m.move([top[0], top[1], top[2] + 0.10], speed=0.01)
 
 
+def _door_base_yaw(sim, cabinet: str) -> float:
+    """World yaw of the door's frame at hinge angle 0 (the cabinet may stand turned on the bench)."""
+    a = sim.assets[cabinet]
+    mat = sim.data.body(a.parts["door"]).xmat
+    return math.atan2(mat[3], mat[0]) - sim.joint_qpos(a.articulation["door"])
+
+
 def open_door(m: Motion, cabinet: str, angle: float = 1.25) -> Iterator[Target]:
     """Hook the closed fingertips behind the bar handle and pull it round the hinge to `angle` rad."""
     sim = m.sim
@@ -106,8 +115,14 @@ def open_door(m: Motion, cabinet: str, angle: float = 1.25) -> Iterator[Target]:
     hinge_joint = a.articulation["door"]
     door_body = sim.data.body(a.parts["door"])
     hook = sim.site_pos(a.graspable_sites[0])
+    base = _door_base_yaw(sim, cabinet)
+
+    def along_door(theta: float) -> np.ndarray:
+        # Top-down, the hand's long side parallel to the door: the palm stays clear of its top edge.
+        return quat_mul(axis_angle_quat(np.array([0.0, 0.0, base + theta])), TOP_DOWN)
+
     yield from m.grip(0.0, steps=1)
-    yield from m.move([hook[0], hook[1], max(hook[2] + 0.15, CLEAR_Z + 0.05)], TOP_DOWN)
+    yield from m.move([hook[0], hook[1], max(hook[2] + 0.15, CLEAR_Z + 0.05)], along_door(0.0))
     # Only the fingertip pads (1.7 cm tall, centred on the TCP) collide: put them level with the bar.
     yield from m.move([hook[0], hook[1], hook[2] - 0.003], speed=0.008)
     # Pull along the arc: aim a little ahead of the current angle, in the door's hinge frame.
@@ -120,13 +135,14 @@ def open_door(m: Motion, cabinet: str, angle: float = 1.25) -> Iterator[Target]:
         if theta >= angle or (len(history) > 15 and theta - history[-15] < 0.01):  # reached, or stalled
             break
         ahead = min(theta + 0.25, angle + 0.1)
-        c, s = math.cos(ahead), math.sin(ahead)
+        c, s = math.cos(base + ahead), math.sin(base + ahead)
         xy = hinge[:2] + np.array([c * local[0] - s * local[1], s * local[0] + c * local[1]])
         step = xy - m.pos[:2]
         n = np.linalg.norm(step)
         if n > 0.01:
             step *= 0.01 / n
         m.pos = np.array([m.pos[0] + step[0], m.pos[1] + step[1], hook[2] - 0.003])
+        m.quat = along_door(theta)
         yield m.target()
     yield from m.hold(3)
     yield from m.move(m.pos + [0, 0, 0.12], speed=0.01)
@@ -138,13 +154,14 @@ def close_door(m: Motion, cabinet: str, angle: float = 0.1) -> Iterator[Target]:
     a = sim.assets[cabinet]
     hinge_joint = a.articulation["door"]
     hinge = sim.data.body(a.parts["door"]).xpos.copy()
+    base = _door_base_yaw(sim, cabinet)
     radius = a.params["handle_y"] - 0.03
     z = a.params["handle_height"] - 0.05
     yield from m.grip(0.0, steps=1)
 
     def on_arc(theta: float, out: float) -> np.ndarray:
         # A point `out` in front of the door's outer face (-x of the door frame) at `radius` from the hinge.
-        c, s = math.cos(theta), math.sin(theta)
+        c, s = math.cos(base + theta), math.sin(base + theta)
         lx, ly = -0.012 - out, radius
         return hinge[:2] + np.array([c * lx - s * ly, s * lx + c * ly])
 
