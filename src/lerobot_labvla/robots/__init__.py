@@ -1,0 +1,1 @@
+"""Real robots for `lerobot-record` / `lerobot-rollout` (`--robot.type=franka`)."""
