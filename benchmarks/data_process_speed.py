@@ -116,6 +116,13 @@ def measure_cli(root: Path, episodes: int, report: Path) -> dict:
     return {"seconds": dt, "episodes_per_s": episodes / dt, "peak_rss_mb": peak / 1024 if peak > before else None}
 
 
+def _git_commit() -> str | None:
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src/lerobot_labvla/data_process"], cwd=ROOT,
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return (proc.stdout.strip() + ("+dirty" if dirty else "")) if proc.returncode == 0 else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=1000)
@@ -126,6 +133,8 @@ def main() -> None:
 
     root = args.cache / f"data_process_{args.episodes}x{args.frames}"
     build_s = build_dataset(root, args.episodes, args.frames)
+    # The machine is shared: say how busy it was, so a slow number can be read (and re-run) as such.
+    load_at_start = os.getloadavg()
     results = {"labvla_scan_cli": measure_cli(root, args.episodes, args.cache / "report.json")}
     for name in ("labvla_scan", "labvla_stats", "lerobot_load"):
         results[name] = measure(name, root, args.episodes, args.frames)
@@ -142,8 +151,11 @@ def main() -> None:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "dataset": {"episodes": args.episodes, "frames_per_episode": args.frames, "state_dim": 8, "action_dim": 7,
                     "cameras": 0, "fps": 10, "build_seconds": round(build_s, 1) if build_s else "cached"},
+        "git_commit": _git_commit(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "lerobot": version("lerobot"), "pyarrow": version("pyarrow")},
+                    "lerobot": version("lerobot"), "pyarrow": version("pyarrow"),
+                    "load_avg_at_start": [round(x, 2) for x in load_at_start],
+                    "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
         "notes": [
             "seconds exclude imports, except labvla_scan_cli (the console script end to end)",
             "peak_rss_mb: ru_maxrss read inside the process when the work is done; it includes the imports "
@@ -162,6 +174,7 @@ def main() -> None:
         peak = r.get("peak_rss_mb")
         base = r.get("rss_after_import_mb")
         print(f"{name:<26}{r['seconds']:>9.2f}{r['episodes_per_s']:>12.0f}{peak if peak else '-':>13}{base if base else '-':>14}")
+    print(f"load average {doc['machine']['load_avg_at_start']} at start, {doc['machine']['load_avg_at_end']} at end")
     print(f"-> {args.out}")
 
 

@@ -397,3 +397,15 @@ def test_stats_out_is_strict_json_with_a_finding(v30_corrupted, tmp_path, capsys
     assert finding["check"] == "non_finite_stats"
     assert "features.observation.state.overall.max[1]" in finding["paths"]
     assert result["features"]["observation.state"]["overall"]["max"][1] is None
+
+
+def test_encoder_output_is_silenced_unless_verbose(capfd):
+    """SVT-AV1 prints its banner from C (past sys.stderr): clean silences file descriptors 1 and 2."""
+    from lerobot_labvla.data_process.cli import _silenced
+
+    for silenced in (True, False):
+        with _silenced(silenced):
+            os.write(2, b"Svt[info]: SVT [version]: SVT-AV1 Encoder Lib\n")
+            os.write(1, b"[mp4 @ 0x0] Starting second pass\n")
+        out, err = capfd.readouterr()
+        assert ("Svt[info]" in err) is not silenced and ("second pass" in out) is not silenced
