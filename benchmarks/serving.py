@@ -402,7 +402,7 @@ def main() -> None:
     ap.add_argument("--fixed-cost-requests", type=int, default=480, help="timed requests per server, client count and run")
     ap.add_argument("--fixed-cost-repeats", type=int, default=2, help="independent runs of the fixed-cost comparison")
     args = ap.parse_args()
-    load_at_start = os.getloadavg()
+    load_at_start, commit = os.getloadavg(), git_commit()  # the code the servers start from
     CACHE.mkdir(parents=True, exist_ok=True)
     logs = CACHE / "logs"
     logs.mkdir(exist_ok=True)
@@ -479,7 +479,7 @@ def main() -> None:
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_avg_at_start": load_at_start, "load_avg_at_end": os.getloadavg()},
         "client": client_note,

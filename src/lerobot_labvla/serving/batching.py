@@ -202,8 +202,8 @@ class Batcher:
     async def _run_batch(self, items: list[_Item]) -> None:
         t0 = time.perf_counter()
         try:
-            if self._fast and len(items) == 1:
-                actions, infer_ms = self._timed([items[0].obs])
+            if self._fast:
+                actions, infer_ms = self._timed([it.obs for it in items])
             else:
                 self._thread_busy = True
                 try:

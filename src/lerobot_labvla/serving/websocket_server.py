@@ -95,7 +95,7 @@ class _OneLineHandshakeLog(logging.Filter):
     keep one line per attempt instead, since anyone who can reach the port can trigger it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
+        if record.msg == "opening handshake failed" and record.exc_info and record.exc_info[1] is not None:
             record.msg = f"{record.getMessage()}: {one_line(record.exc_info[1])}"
             record.args, record.exc_info, record.exc_text = (), None, None
         return True
