@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "error: Python 3.12 not found (tried python3.12 and ~/.pyenv/versions/3.12*); install it or pass PYTHON=/path/to/python3.12" >&2; exit 2; fi
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,franka]"
 	$(PY) -m pip install --quiet --no-deps "franky-sim==1.0.4"
 	@touch $(STAMP)
 
