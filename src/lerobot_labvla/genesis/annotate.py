@@ -30,7 +30,7 @@ STREAMS = {
     "quality_scores": ("episode", "path length m, mean jerk, max contact force N, duration s, steps per skill"),
     "intervention_flags": ("frame", "1 where the expert's action was clipped to the action limits, else 0"),
     "episode_metadata": ("episode", "seed, attempt, workflow name, robot, split, image size, timings"),
-    "depth": ("frame", "front-camera depth in metres, downsampled to (D, D), D = image_size // 4 (max 64)"),
+    "depth": ("frame", "first camera's depth in metres (0 = nothing within 10 m), (D*D,) = row-major (D, D), D = image_size // 4 (max 64)"),
 }
 FRAME_STREAMS = [k for k, (where, _) in STREAMS.items() if where == "frame"]
 GLASS = {"beaker", "flask", "graduated_cylinder", "test_tube", "bottle", "stirring_rod"}
@@ -62,7 +62,9 @@ def frame_features(objects: list[str], cameras: tuple[str, ...], image_size: int
         "annotation.subgoals": {"dtype": "float32", "shape": (8,), "names": [
             "x", "y", "z", "qw", "qx", "qy", "qz", "gripper"]},
         "annotation.intervention_flags": {"dtype": "int64", "shape": (1,), "names": None},
-        "annotation.depth": {"dtype": "float32", "shape": (d, d), "names": ["height", "width"]},
+        # Flattened row-major (D, D): 2-D float features are nested lists in parquet, which readers (and
+        # `labvla-data scan`) treat as objects, not numbers.
+        "annotation.depth": {"dtype": "float32", "shape": (d * d,), "names": None},
     }
 
 

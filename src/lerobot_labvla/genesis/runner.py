@@ -17,6 +17,7 @@ import numpy as np
 
 from lerobot_labvla.genesis import annotate
 
+MAX_DEPTH_M = 10.0
 HOLD_AFTER_DONE = 40  # control steps the expert may idle after its last step before we give up
 
 
@@ -181,7 +182,9 @@ def _record(rec, sim, cams, cameras, obs, action, t, fps, i, start, step, target
     rec["annotation.subgoals"].append(np.concatenate([target.pos, target.quat, [target.gripper]]).astype(np.float32)
                                       if target is not None else np.zeros(8, np.float32))
     rec["annotation.intervention_flags"].append(np.array([int(clipped)], np.int64))
-    rec["annotation.depth"].append(cams.depth(sim.data, cameras[0])[::stride, ::stride][:d, :d].astype(np.float32))
+    depth = cams.depth(sim.data, cameras[0])[::stride, ::stride][:d, :d].astype(np.float32)
+    depth[depth > MAX_DEPTH_M] = 0.0  # nothing within range (the renderer reports its far plane): 0, as depth cameras do
+    rec["annotation.depth"].append(depth.ravel())
 
 
 def _describe(step) -> str:
