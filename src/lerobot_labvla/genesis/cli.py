@@ -1,4 +1,4 @@
-"""`labvla-genesis`: validate / compile / generate (RoboGenesis).
+"""`labvla-genesis`: validate / compile / generate, and robots / assets / scenes / preview (RoboGenesis).
 
     labvla-genesis validate examples/workflows/heat_beaker.yaml
     labvla-genesis compile "Take the small beaker, pour half into the flask ..." -o wf.yaml
@@ -71,6 +71,66 @@ def _generate(args) -> int:
     return 0 if report["kept"] >= args.episodes else 1
 
 
+def _robots(args) -> int:
+    from lerobot_labvla.genesis.validate import REACH_MAX, REACH_MIN
+
+    print(f"fr3  Franka FR3 + hand (franky-sim MJCF), 7 joints + gripper, top-down reach {REACH_MIN}-{REACH_MAX} m, "
+          "actions: LabUtopia ee_delta (7)")
+    return 0
+
+
+def _assets(args) -> int:
+    from lerobot_labvla.genesis.workflow import BUTTON_DEVICES, CONTAINERS, DOOR_DEVICES, GRASPABLE, OBJECT_TYPES
+
+    for t in OBJECT_TYPES:
+        roles = [r for r, group in (("container", CONTAINERS), ("graspable", GRASPABLE), ("button", BUTTON_DEVICES),
+                                    ("door", DOOR_DEVICES)) if t in group]
+        print(f"{t:20s} {', '.join(roles) or 'surface'}")
+    return 0
+
+
+def _scenes(args) -> int:
+    from lerobot_labvla.envs.labutopia.tasks import TASKS
+    from lerobot_labvla.genesis.validate import scene_objects
+    from lerobot_labvla.genesis.workflow import parse_workflow
+
+    for name in TASKS:
+        wf = parse_workflow(f"name: x\ninstruction: x\nscene: {{labutopia: {name}}}\nsteps:\n  - move: {{to: [0.5, 0, 0.3]}}\n")
+        objs = scene_objects(wf.workflow)
+        print(f"{name:18s} " + ", ".join(f"{n} ({o.type})" for n, o in objs.items()))
+    return 0
+
+
+def _preview(args) -> int:
+    """Render the first camera of a workflow's scene for a seed to a PNG (what episode `seed` starts from)."""
+    import numpy as np
+
+    from lerobot_labvla.envs.labutopia.splits import get_split
+    from lerobot_labvla.genesis.randomize import build_scene
+    from lerobot_labvla.genesis.runner import _cameras
+    from lerobot_labvla.genesis.workflow import load_workflow
+    from lerobot_labvla.sim.render import Cameras
+    from lerobot_labvla.sim.robots.fr3 import HOME_QPOS
+
+    wf = load_workflow(args.workflow).workflow
+    builder, _ = build_scene(wf, np.random.default_rng(args.seed), get_split("id"))
+    sim = builder.build()
+    sim.reset(HOME_QPOS)
+    cameras, names = _cameras()
+    cams = Cameras(sim.model, names, args.size, args.size)
+    try:
+        image = np.concatenate([cams.rgb(sim.data, c) for c in cameras], axis=1)
+    finally:
+        cams.close()
+    from PIL import Image
+
+    tmp = Path(args.output).with_name(Path(args.output).name + ".tmp.png")
+    Image.fromarray(image).save(tmp)
+    os.replace(tmp, args.output)
+    print(f"wrote {args.output} ({', '.join(cameras)})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="labvla-genesis", description="RoboGenesis: lab protocols -> LeRobot datasets")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -95,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-attempts", type=int, default=None, help="give up after this many tries (default: 3x episodes + 10)")
     g.add_argument("--flush-every", type=int, default=25, help="publish the dataset every N kept episodes")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sub.add_parser("robots", help="robot profiles a workflow can name")
+    sub.add_parser("assets", help="object types a workflow scene can contain")
+    sub.add_parser("scenes", help="LabUtopia scenes (`scene: {labutopia: <task>}`) and their objects and roles")
+    pv = sub.add_parser("preview", help="render a workflow's scene (all cameras side by side) to a PNG")
+    pv.add_argument("workflow")
+    pv.add_argument("-o", "--output", default="preview.png")
+    pv.add_argument("--seed", type=int, default=0)
+    pv.add_argument("--size", type=int, default=224)
     return p
 
 
@@ -106,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
             raise LabVLAError(f"--episodes {args.episodes} and --workers {args.workers} must be >= 1")
         if not 16 <= args.image_size <= 1024:
             raise LabVLAError(f"--image-size {args.image_size} out of range; expected 16..1024")
-    handler = {"validate": _validate, "compile": _compile, "generate": _generate}[args.command]
+    handler = {"validate": _validate, "compile": _compile, "generate": _generate, "robots": _robots,
+               "assets": _assets, "scenes": _scenes, "preview": _preview}[args.command]
     raise SystemExit(handler(args))
 
 
