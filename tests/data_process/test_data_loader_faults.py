@@ -19,6 +19,7 @@ from lerobot_labvla.data_process.clean import CleanConfig, clean_dataset
 from lerobot_labvla.data_process.cli import main
 from lerobot_labvla.data_process.reader import iter_episodes, open_dataset
 from lerobot_labvla.data_process.scan import scan_dataset, write_report
+from lerobot_labvla.data_process.stats import compute_stats
 from lerobot_labvla.errors import LabVLAError
 
 N, T = 6, 30  # episodes x frames of the datasets below
@@ -110,6 +111,9 @@ def test_schema_faults_name_the_file_and_clean_drops_it(file_each, tmp_path, fau
     assert report["summary"]["faulty_episodes"] == [2]
     finding = _checks(report)[2]["schema_mismatch"]
     assert message in finding["message"] and finding["details"]["file"] == str(path.relative_to(src))
+    stats = compute_stats(src)  # the broken file's episode is skipped, the others aggregate
+    assert [s["episode_index"] for s in stats["skipped_episodes"]] == [2]
+    assert stats["features"]["action"]["overall"]["count"] == [(N - 1) * T]
     log = clean_dataset(src, tmp_path / "clean", report)
     assert [d["episode_index"] for d in log["dropped"]] == [2]
     ds = _load(tmp_path / "clean")
@@ -384,6 +388,7 @@ def test_root_that_is_a_file(tmp_path, capsys):
     assert code == 2 and "is a file, not a dataset folder" in err
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # LeRobot's stats arithmetic on the Inf rows
 def test_stats_out_is_strict_json_with_a_finding(v30_corrupted, tmp_path, capsys):
     out = tmp_path / "stats.json"
     assert main(["stats", "--dataset", str(v30_corrupted), "--out", str(out)]) == 0

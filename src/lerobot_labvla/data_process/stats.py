@@ -13,7 +13,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
+from lerobot_labvla.data_process.columns import check_columns, vector_size
 from lerobot_labvla.data_process.reader import DatasetView, iter_episodes, open_dataset
 from lerobot_labvla.data_process.schemas import check_schema, feature_dims, has_limits
 
@@ -28,11 +30,34 @@ def episode_stats(view: DatasetView, columns: dict[str, np.ndarray]) -> dict[str
     return compute_episode_stats({k: columns[k] for k in keys}, {k: view.features[k] for k in keys})
 
 
+def _broken_files(view: DatasetView) -> dict[Path, str]:
+    """Data files whose columns LeRobot's loader would refuse (see columns.py) -> why."""
+    out = {}
+    for rel in dict.fromkeys(ep.data_path for ep in view.episodes):
+        try:
+            schema = pq.read_schema(view.root / rel)
+        except Exception:  # missing or unreadable: iter_episodes says so per episode
+            continue
+        errors = [p.message for p in check_columns(schema, view.features) if p.severity == "error"]
+        if errors:
+            out[rel] = f"data file {rel}: {'; '.join(errors)}"
+    return out
+
+
 def iter_episode_stats(view: DatasetView):
-    """Yield (episode_index, stats or None, error message) for every episode, streaming."""
+    """Yield (episode_index, stats or None, error message) for every episode, streaming.
+
+    Episodes whose data file has missing, extra or mis-shaped columns are skipped (with the reason):
+    their numbers would not aggregate with the others'."""
     keys = view.numeric_keys(with_index_columns=True)
+    broken = _broken_files(view)
     for ep in iter_episodes(view, keys):
-        if ep.error or ep.num_rows == 0:
+        reason = broken.get(ep.ref.data_path)
+        shapes = [k for k in view.numeric_keys() if k in ep.columns and ep.columns[k].ndim == 2
+                  and ep.columns[k].shape[1] != vector_size(view.features[k])]
+        if reason or shapes:
+            yield ep.ref.index, None, reason or f"{', '.join(shapes)}: vectors of another length than info.json says"
+        elif ep.error or ep.num_rows == 0:
             yield ep.ref.index, None, ep.message or "no rows"
         else:
             yield ep.ref.index, episode_stats(view, ep.columns), None
