@@ -401,6 +401,8 @@ def main() -> None:
     ap.add_argument("--fixed-cost-ms", type=float, default=20.0, help="model cost of the fixed-cost rows")
     ap.add_argument("--fixed-cost-requests", type=int, default=480, help="timed requests per server, client count and run")
     ap.add_argument("--fixed-cost-repeats", type=int, default=2, help="independent runs of the fixed-cost comparison")
+    ap.add_argument("--groups", nargs="+", default=["zero", "fixed", "model"], choices=["zero", "fixed", "model"],
+                    help="which overhead comparisons to run (zero model, fixed-cost model, tiny checkpoint)")
     args = ap.parse_args()
     load_at_start, commit = os.getloadavg(), git_commit()  # the code the servers start from
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -432,9 +434,10 @@ def main() -> None:
         repeats: dict[str, dict[int, list[dict]]] = {}
         zero = [k for k in ("openpi", "labvla") if k in servers]
         fixed = [k for k in (f"openpi, {cost}", f"labvla, {cost}") if k in servers]
-        groups = ((zero, args.repeats, args.requests), (fixed, args.fixed_cost_repeats, args.fixed_cost_requests),
-                  (["labvla+model"], 1, args.requests))
-        for group, n_repeats, n_requests in groups:
+        groups = {"zero": (zero, args.repeats, args.requests),
+                  "fixed": (fixed, args.fixed_cost_repeats, args.fixed_cost_requests),
+                  "model": (["labvla+model"], 1, args.requests)}
+        for group, n_repeats, n_requests in (groups[g] for g in args.groups):
             for n in args.clients:
                 per_round = max(1, n_requests // (n * args.rounds))
                 pooled: dict[str, dict] = {k: {"rows": [], "wall_s": 0.0} for k in group}
