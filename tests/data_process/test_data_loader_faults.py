@@ -414,3 +414,14 @@ def test_encoder_output_is_silenced_unless_verbose(capfd):
             os.write(1, b"[mp4 @ 0x0] Starting second pass\n")
         out, err = capfd.readouterr()
         assert ("Svt[info]" in err) is not silenced and ("second pass" in out) is not silenced
+
+
+def test_damaged_report_is_one_line(one_file, tmp_path, capsys):
+    report = scan_dataset(one_file)
+    for damage in ({"episodes": "x"}, {"episodes": [{"episode_index": 0}]}, {"dataset": []}):
+        path = tmp_path / "r.json"
+        path.write_text(json.dumps({**report, **damage}))
+        with pytest.raises(SystemExit) as exc:
+            main(["clean", "--src", str(one_file), "--dst", str(tmp_path / "c"), "--report", str(path)])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 and "is damaged" in err

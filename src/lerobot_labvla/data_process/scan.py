@@ -745,8 +745,23 @@ def load_report(path: str | Path) -> dict:
         report = json.loads(path.read_text())
     except ValueError as exc:
         raise LabVLAError(f"report {path} is not valid JSON ({exc}); re-run labvla-data scan") from exc
-    if report.get("format") != REPORT_FORMAT or report.get("version") != REPORT_VERSION:
+    if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT or report.get("version") != REPORT_VERSION:
         raise LabVLAError(f"{path} is not a labvla-data scan report (version {REPORT_VERSION}); re-run labvla-data scan")
+    def require(ok: bool, what: str) -> None:
+        if not ok:
+            raise TypeError(what)
+
+    try:  # what clean reads: a hand-edited report fails here with its path, not deep inside clean
+        require(isinstance(report["dataset"]["total_episodes"], int), "dataset.total_episodes")
+        require(isinstance(report["dataset"]["fingerprint"], dict), "dataset.fingerprint")
+        require(isinstance(report["episodes"], list), "episodes")
+        for ep in report["episodes"]:
+            require(isinstance(ep["episode_index"], int) and isinstance(ep["length"], int), "episodes[].episode_index")
+            for f in ep["findings"]:
+                require(isinstance(f["check"], str) and isinstance(f["severity"], str), "episodes[].findings[]")
+        require(report.get("action_bounds") is None or isinstance(report["action_bounds"], dict), "action_bounds")
+    except (KeyError, TypeError) as exc:
+        raise LabVLAError(f"report {path} is damaged ({type(exc).__name__}: {exc}); re-run labvla-data scan") from exc
     return report
 
 
