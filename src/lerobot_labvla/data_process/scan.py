@@ -22,7 +22,6 @@ from lerobot_labvla.data_process.columns import check_columns, vector_size
 from lerobot_labvla.data_process.fingerprint import fingerprint
 from lerobot_labvla.data_process.reader import (
     INDEX_COLUMNS,
-    V21,
     V30,
     DatasetView,
     EpisodeData,
