@@ -25,7 +25,7 @@ export WANDB_MODE := disabled
 .PHONY: help demo test venv clean
 
 help:
-	@echo "make demo   create .venv (python3.12) if absent, install, run the main job on embedded defaults"
+	@echo "make demo   create .venv (python3.12) if absent, install, then protocol -> dataset -> train -> eval (DEMO_TASKS, DEMO_MINUTES)"
 	@echo "make test   same venv, run the test suite"
 
 $(STAMP): pyproject.toml
@@ -38,8 +38,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# make demo DEMO_TASKS=open_door,press_button DEMO_MINUTES=20 (training wall time per policy)
+DEMO_TASKS ?= open_door
+DEMO_MINUTES ?= 10
 demo: $(STAMP)
-	$(PY) -m lerobot_labvla.demo
+	$(PY) -m lerobot_labvla.demo --tasks $(DEMO_TASKS) --minutes $(DEMO_MINUTES)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
