@@ -207,7 +207,7 @@ def test_a_new_client_failing_in_a_batch_of_proven_ones_costs_them_one_extra_cal
     assert after == [[1, "bad", 2, 3], [1, 2, 3], ["bad"]]
 
 
-def test_a_lone_request_runs_on_the_loop_and_a_crowd_goes_to_the_worker():
+def test_a_lone_client_runs_on_the_loop_and_two_go_to_the_worker():
     threads: list = []
 
     def infer(obs: list) -> np.ndarray:
@@ -215,14 +215,14 @@ def test_a_lone_request_runs_on_the_loop_and_a_crowd_goes_to_the_worker():
         time.sleep(0.01)
         return np.zeros((len(obs), 10, 7), np.float32)
 
-    in_flight = [1]
+    connections = [1]
 
     async def main():
-        b = Batcher(infer, max_batch=8, timeout_s=0.005, in_flight=lambda: in_flight[0])
+        b = Batcher(infer, max_batch=8, timeout_s=0.005, open_connections=lambda: connections[0])
         b.start()
         for _ in range(3):
             await b.submit(0, "lone")
-        in_flight[0] = 2  # another client's request is in the server
+        connections[0] = 2  # another client is connected
         await b.submit(0, "lone")
         await b.stop()
 

@@ -5,8 +5,8 @@ them in arrival order (up to `max_batch`, at most one per client). The batcher n
 connections that are not sending: it waits for more only while requests it already has are still
 being decoded (the server reports how many), at most `timeout_s` or half the recent model time,
 whichever is less. A model faster than `INLINE_BELOW_S` skips all of this and runs on the event
-loop, one request at a time; so does a model faster than `LONE_INLINE_BELOW_S` for a lone request
-(no other request anywhere in the server), as in openpi's server.
+loop, one request at a time; so does a model faster than `LONE_INLINE_BELOW_S` for the requests of
+a lone client (the server's only connection), as in openpi's server.
 
 A batch that fails inside the model is split and each part retried: first the requests of clients
 whose requests have run before apart from the others (the usual culprit is a new client), then in
@@ -38,9 +38,11 @@ logger = logging.getLogger(__name__)
 # batching would cost more than the model. Slower models run batched on the worker thread so that
 # the loop keeps answering other clients meanwhile.
 INLINE_BELOW_S = 0.0005
-# A lone request (the only one the server holds) with a model faster than this also runs on the event
-# loop. The loop has nothing else to do meanwhile; a request arriving during the call waits at most
-# that one call, as it would for the worker thread. The hop to the worker thread costs two thread
+# With a model faster than this, the requests of a lone client (the server's only connection) also run
+# on the event loop. Only the one connection: with two, a request of the other would sit unread in
+# its socket while the loop is busy, look lone in turn, and the server would serialize every model
+# call as openpi's does. A lone client has nobody to hold up but a new connection's handshake, which
+# waits at most that one call. The hop to the worker thread costs two thread
 # wake-ups on the request's path (the worker's, then the loop's): ~0.5 ms at the median and ~10 ms
 # at p99 on the loaded 2-core development box, against openpi's server, which runs every model call
 # on its loop (benchmarks/serving.py, 20 ms model, 1 client). Slower models go to the thread, where
@@ -78,7 +80,7 @@ class Batcher:
         max_batch: int = 8,
         timeout_s: float = 0.005,
         arriving: Callable[[], int] = lambda: 0,
-        in_flight: Callable[[], int] | None = None,
+        open_connections: Callable[[], int] | None = None,
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -86,7 +88,7 @@ class Batcher:
         self.max_batch = max_batch
         self.timeout_s = max(0.0, timeout_s)
         self._arriving = arriving  # requests received by the server and not yet submitted
-        self._in_flight = in_flight  # requests received by the server and not yet answered (None: never lone)
+        self._open_connections = open_connections  # None: no request counts as a lone client's
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labvla-infer")
@@ -138,8 +140,8 @@ class Batcher:
         """
         if self._thread_busy or self._queue:
             return None
-        lone = (self._in_flight is not None and self._model_s is not None and self._model_s < LONE_INLINE_BELOW_S
-                and self._in_flight() == 1 and self._arriving() == 0)
+        lone = (self._open_connections is not None and self._model_s is not None
+                and self._model_s < LONE_INLINE_BELOW_S and self._open_connections() == 1)
         if not (self._fast or lone):
             return None
         try:

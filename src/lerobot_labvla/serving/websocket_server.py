@@ -282,7 +282,7 @@ class InferenceServer:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self.batcher = Batcher(self.runner.infer, *self._batcher_args, arriving=lambda: self._arriving,
-                               in_flight=lambda: self._busy)
+                               open_connections=lambda: len(self._connections))
         self.batcher.start()
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
