@@ -167,3 +167,24 @@ def test_compile_cli_writes_a_valid_workflow_and_fails_in_one_line(tmp_path):
     proc = run_cli("labvla-genesis", "compile", "centrifuge the tube")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "unknown verb 'centrifuge'" in proc.stderr
+
+
+def test_llm_compile_loads_a_local_model_and_validates_its_answer(tmp_path):
+    """A random-weight causal LM loads from a local dir; its (garbage) answer is rejected by the validator."""
+    from pathlib import Path
+
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from lerobot_labvla.errors import LabVLAError
+    from lerobot_labvla.genesis.protocol import compile_with_llm
+
+    tok_dir = Path(__import__("lerobot_labvla.policy", fromlist=["x"]).__file__).parent / "tiny_tokenizer"
+    tok = PreTrainedTokenizerFast.from_pretrained(tok_dir)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=8192))
+    model.save_pretrained(tmp_path / "llm")
+    tok.save_pretrained(tmp_path / "llm")
+    with pytest.raises(ProtocolError, match="answered an invalid workflow"):
+        compile_with_llm("take the beaker", tmp_path / "llm", max_new_tokens=8)
+    with pytest.raises(LabVLAError, match="not a model directory"):
+        compile_with_llm("take the beaker", tmp_path / "nope")

@@ -19,6 +19,9 @@ from lerobot_labvla.genesis import annotate
 
 SIDE_CAR = Path("meta") / "genesis" / "episodes.jsonl"  # per-episode annotation streams
 REPORT = "generation_report.json"
+# Encode video frames as they are added (LeRobot's streaming encoder) instead of writing PNGs and
+# encoding them at save_episode: 3.5 s instead of 8.4 s per 97-frame, 3-camera episode at 128 px.
+STREAMING = True
 
 
 def dataset_features(objects: list[str], cameras: tuple[str, ...], image_size: int) -> dict[str, dict]:
@@ -72,13 +75,14 @@ def publish(out: Path, repo_id: str, staged: list[Path], report: dict, fps: int)
     if (out / "meta" / "info.json").is_file():
         shutil.copytree(out, work)
         t_copy = time.perf_counter() - t0
-        ds = LeRobotDataset.resume(repo_id, root=work)
+        ds = LeRobotDataset.resume(repo_id, root=work, streaming_encoding=STREAMING)
         first_index = ds.meta.total_episodes
     else:
         t_copy = 0.0
         objs, cams, size = _schema_of(staged[0])
         ds = LeRobotDataset.create(repo_id, fps, dataset_features(objs, cams, size), root=work, robot_type="franka",
-                                   use_videos=True, image_writer_threads=0)
+                                   use_videos=True, image_writer_threads=0,
+                                   streaming_encoding=STREAMING)
         first_index = 0
     t1 = time.perf_counter()
     sidecar = []

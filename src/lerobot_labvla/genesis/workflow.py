@@ -297,6 +297,9 @@ def parse_workflow(text: str, file: str = "<string>") -> LoadedWorkflow:
         mark = exc.problem_mark or exc.context_mark
         where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
         raise WorkflowError(where, f"YAML syntax: {exc.problem or exc}", "fix the indentation or quoting there") from None
+    except yaml.YAMLError as exc:  # e.g. control characters (ReaderError has no problem_mark)
+        raise WorkflowError(Location(file, 1, 1), f"not YAML text: {' '.join(str(exc).split())}",
+                            "save the workflow as plain UTF-8 text") from None
     if node is None or not isinstance(data, dict):
         raise WorkflowError(Location(file, 1, 1), "a workflow is a YAML mapping with name, instruction, scene, steps",
                             "start from an example in examples/workflows/")
