@@ -134,13 +134,26 @@ def dataset_ready(root: Path, episodes: int) -> bool:
 
 
 def merge(parts: list[Path], dst: Path) -> None:
-    from lerobot.datasets.dataset_tools import merge_datasets
+    """One training set from per-task datasets (LeRobot's merge_datasets). The annotation streams are
+    dropped first: their shapes depend on the scene (e.g. 7 x objects), so tasks' datasets differ there."""
+    from lerobot.datasets.dataset_tools import merge_datasets, remove_feature
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     tmp = dst.with_name(dst.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    sets = [LeRobotDataset(f"local/{p.name}", root=p) for p in parts]
+    sets = []
+    for p in parts:
+        ds = LeRobotDataset(f"local/{p.name}", root=p)
+        annotations = [k for k in ds.meta.features if k.startswith("annotation.")]
+        if annotations:
+            bare = tmp.with_name(f"{tmp.name}_{p.name}")
+            shutil.rmtree(bare, ignore_errors=True)
+            ds = remove_feature(ds, annotations, output_dir=bare, repo_id=f"local/{p.name}_bare")
+        sets.append(ds)
+    print(f"merging {', '.join(p.name for p in parts)} -> {dst} (annotation streams dropped)")
     merge_datasets(sets, output_repo_id=f"local/{dst.name}", output_dir=tmp)
+    for p in parts:
+        shutil.rmtree(tmp.with_name(f"{tmp.name}_{p.name}"), ignore_errors=True)
     tmp.rename(dst)
 
 
@@ -169,19 +182,36 @@ def data_seeds(roots: list[Path]) -> set[int]:
 
 
 # --- 4. training ---------------------------------------------------------------------------------
+def _stream(proc: subprocess.Popen, log_path: Path, run_: TrainRun, log_freq: int) -> None:
+    """Pass LeRobot's output through byte for byte as it comes (its tqdm bar redraws with \\r, no newline);
+    keep a copy in `log_path` and collect the logged losses."""
+    pending = b""
+    with log_path.open("wb") as log:
+        while chunk := os.read(proc.stdout.fileno(), 65536):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            log.write(chunk)
+            *lines, pending = re.split(rb"[\r\n]", pending + chunk)
+            for line in lines:
+                text = line.decode(errors="replace")
+                if "step:" in text and (m := LOSS.search(text)):
+                    run_.losses.append(((len(run_.losses) + 1) * log_freq, float(m.group(1))))
+
+
 def train(name: str, cmd: list[str], out: Path, minutes: float, log_freq: int) -> TrainRun:
     """`lerobot-train` with its log streamed live; stopped at the wall-time budget, the newest checkpoint kept."""
     shutil.rmtree(out, ignore_errors=True)
     print("$", " ".join(str(c) for c in cmd), flush=True)
     log_path = out.with_suffix(".log")
     start = time.monotonic()
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            bufsize=1, start_new_session=True)
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     ckpts = out / "checkpoints"
     state = {"stopped": False}
 
     def newest() -> Path | None:
-        done = sorted(p for p in ckpts.glob("[0-9]*") if (p / "pretrained_model" / "model.safetensors").exists())
+        # training_state/ is written after pretrained_model/: its presence means the model files are complete
+        done = sorted(p for p in ckpts.glob("[0-9]*") if (p / "training_state").is_dir())
         return done[-1] if done else None
 
     def watchdog():
@@ -200,13 +230,11 @@ def train(name: str, cmd: list[str], out: Path, minutes: float, log_freq: int) -
 
     threading.Thread(target=watchdog, daemon=True).start()
     run_ = TrainRun(name, Path())
-    with log_path.open("w") as log:
-        for line in proc.stdout:
-            sys.stdout.write(f"[{name}] {line}")
-            sys.stdout.flush()
-            log.write(line)
-            if "step:" in line and (m := LOSS.search(line)):
-                run_.losses.append(((len(run_.losses) + 1) * log_freq, float(m.group(1))))
+    try:
+        _stream(proc, log_path, run_, log_freq)
+    finally:
+        if proc.poll() is None:  # the demo itself was interrupted: take the trainer down with it
+            os.killpg(proc.pid, signal.SIGTERM)
     proc.wait()
     run_.seconds = time.monotonic() - start
     if proc.returncode != 0 and not state["stopped"]:
@@ -214,6 +242,9 @@ def train(name: str, cmd: list[str], out: Path, minutes: float, log_freq: int) -
     last = newest()
     if last is None:
         raise LabVLAError(f"lerobot-train ({name}) saved no checkpoint; log: {log_path}")
+    for old in ckpts.glob("[0-9]*"):
+        if old != last:  # older ones, and a newer one the stop cut short
+            shutil.rmtree(old, ignore_errors=True)
     run_.checkpoint = last / "pretrained_model"
     run_.steps = int(last.name)
     print(f"[{name}] {'stopped at the budget' if state['stopped'] else 'finished'} after {run_.seconds / 60:.1f} min; "
@@ -222,12 +253,14 @@ def train(name: str, cmd: list[str], out: Path, minutes: float, log_freq: int) -
 
 
 # --- 5. evaluation -------------------------------------------------------------------------------
-def lerobot_eval(name: str, ckpt: Path, task: str, split: str, episodes: int, image_size: int, out: Path) -> Row:
+def lerobot_eval(name: str, ckpt: Path, task: str, split: str, episodes: int, image_size: int, out: Path,
+                 episode_length: int | None = None) -> Row:
     dst = out / f"{name}_{task}_{split}"
     shutil.rmtree(dst, ignore_errors=True)
     run([BIN / "lerobot-eval", f"--policy.path={ckpt}", "--policy.device=cpu", "--env.type=labutopia",
          f"--env.task={task}", f"--env.split={split}", f"--env.image_size={image_size}",
-         f"--eval.n_episodes={episodes}", "--eval.batch_size=1", f"--seed={EVAL_SEED}", f"--output_dir={dst}"])
+         f"--eval.n_episodes={episodes}", "--eval.batch_size=1", f"--seed={EVAL_SEED}", f"--output_dir={dst}",
+         *([f"--env.episode_length={episode_length}"] if episode_length else [])])
     agg = json.loads((dst / "eval_info.json").read_text())["aggregated"]
     videos = sorted(dst.glob("videos/**/*.mp4"))
     return Row(task, split, name, agg["pc_success"] / 100, agg["avg_max_reward"], episodes,
@@ -241,7 +274,8 @@ def gif(frames: list, path: Path, fps: int = 20, every: int = 2) -> None:
     imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(1000 * every / fps), loop=0)
 
 
-def baselines(task: str, split: str, episodes: int, image_size: int, out: Path) -> list[Row]:
+def baselines(task: str, split: str, episodes: int, image_size: int, out: Path,
+              episode_length: int | None = None) -> list[Row]:
     """do-nothing, blind replay of one `id` expert episode (from a seed outside the eval's), scripted expert."""
     import numpy as np
 
@@ -251,7 +285,8 @@ def baselines(task: str, split: str, episodes: int, image_size: int, out: Path) 
     env = LabUtopiaEnv(task, "id", obs_type="agent_pos", image_size=image_size, render_mode="rgb_array")
     recorded, ok = attacks.record_expert(env, seed=EVAL_SEED - 1)
     env.close()
-    env = LabUtopiaEnv(task, split, obs_type="agent_pos", image_size=image_size, render_mode="rgb_array")
+    env = LabUtopiaEnv(task, split, obs_type="agent_pos", image_size=image_size, episode_length=episode_length,
+                       render_mode="rgb_array")
 
     def expert_policy():
         cache = {}
@@ -367,7 +402,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lerobot_labvla.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default=os.environ.get("DEMO_TASKS", "open_door"),
-                   help="comma-separated LabUtopia tasks (env DEMO_TASKS; default open_door)")
+                   help="comma-separated LabUtopia tasks, or all (env DEMO_TASKS; default open_door)")
+    p.add_argument("--config", type=Path, default=REPO / "configs" / "policy" / "tiny.yaml",
+                   help="lerobot-train config of the labvla run (default: the tiny CPU model)")
     p.add_argument("--minutes", type=float, default=float(os.environ.get("DEMO_MINUTES", "10")),
                    help="training wall time per policy in minutes (env DEMO_MINUTES; default 10)")
     p.add_argument("--episodes", type=int, default=int(os.environ.get("DEMO_EPISODES", "60")),
@@ -376,12 +413,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="evaluation episodes per task, split and policy (default 20)")
     p.add_argument("--image-size", type=int, default=64, help="camera images (square) for data, training and eval")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--labvla-steps-per-s", type=float, default=4.0,
+                   help="expected training speed: --steps = this x the budget, so the LR schedule ends near the "
+                        "budget (training stops at the budget anyway; measured ~4.4/s tiny at batch 16, idle 2-core box)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="fixed step count for both trainers instead of one derived from the budget (still stopped at it)")
+    p.add_argument("--act-steps-per-s", type=float, default=1.0, help="the same for ACT (measured ~1/s)")
     p.add_argument("--workers", type=int, default=2, help="generation worker processes")
     p.add_argument("--policies", default=",".join(POLICIES), help=f"subset of {','.join(POLICIES)}")
     p.add_argument("--splits", default="id,ood")
+    p.add_argument("--episode-length", type=int, default=None,
+                   help="cut evaluation episodes to this many steps (smoke runs; default: the task's limit)")
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "demo")
     args = p.parse_args(argv)
-    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    args.tasks = list(PROTOCOLS) if args.tasks == "all" else [t.strip() for t in args.tasks.split(",") if t.strip()]
     args.policies = [x.strip() for x in args.policies.split(",") if x.strip()]
     args.splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     if bad := [t for t in args.tasks if t not in PROTOCOLS]:
@@ -438,18 +483,25 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[TrainRun] = []
     log_freq = 10
     common = [f"--dataset.repo_id={repo_id}", f"--dataset.root={clean}", f"--batch_size={args.batch_size}",
-              f"--log_freq={log_freq}", "--steps=1000000", "--wandb.enable=false", "--num_workers=0"]
+              f"--log_freq={log_freq}", "--wandb.enable=false", "--num_workers=0"]
+
+    def steps(rate: float) -> list[str]:
+        # A checkpoint every ~1/8 of the planned steps: the budget stop keeps the newest one.
+        n = args.steps or max(20, int(rate * args.minutes * 60))
+        return [f"--steps={n}", f"--save_freq={max(1, min(n, max(10, n // 8)))}"]
+
     if "labvla" in args.policies:
-        banner(f"4a. lerobot-train labvla (tiny config) for {args.minutes:g} min")
-        runs.append(train("labvla", [BIN / "lerobot-train", f"--config_path={REPO / 'configs/policy/tiny.yaml'}",
-                                     f"--policy.image_size={args.image_size}", *common, "--save_freq=200",
+        banner(f"4a. lerobot-train labvla ({args.config.name}) for {args.minutes:g} min")
+        runs.append(train("labvla", [BIN / "lerobot-train", f"--config_path={args.config}",
+                                     f"--policy.image_size={args.image_size}", *common, *steps(args.labvla_steps_per_s),
                                      f"--output_dir={out / 'train_labvla'}"],
                           out / "train_labvla", args.minutes, log_freq))
     if "act" in args.policies:
         banner(f"4b. lerobot-train LeRobot's ACT (random-init ResNet18) for {args.minutes:g} min")
         runs.append(train("act", [BIN / "lerobot-train", "--policy.type=act", "--policy.device=cpu",
                                   "--policy.pretrained_backbone_weights=null", "--policy.push_to_hub=false",
-                                  "--policy.chunk_size=10", "--policy.n_action_steps=10", *common, "--save_freq=50",
+                                  "--policy.chunk_size=10", "--policy.n_action_steps=10", *common,
+                                  *steps(args.act_steps_per_s),
                                   f"--output_dir={out / 'train_act'}"],
                           out / "train_act", args.minutes, log_freq))
 
@@ -460,10 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     for task in args.tasks:
         for split in args.splits:
             for r in runs:
-                rows.append(lerobot_eval(r.name, r.checkpoint, task, split, args.eval_episodes, args.image_size, evals))
+                rows.append(lerobot_eval(r.name, r.checkpoint, task, split, args.eval_episodes, args.image_size, evals,
+                                         args.episode_length))
             base = [p for p in args.policies if p in ("do_nothing", "blind_replay", "expert")]
             if base:
-                rows += [r for r in baselines(task, split, args.eval_episodes, args.image_size, evals)
+                rows += [r for r in baselines(task, split, args.eval_episodes, args.image_size, evals, args.episode_length)
                          if r.policy in base]
 
     banner("6. report")
