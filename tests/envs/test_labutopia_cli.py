@@ -38,10 +38,20 @@ def test_view_writes_an_mp4(tmp_path, capsys):
     assert out.stat().st_size > 1000 and "success=True" in capsys.readouterr().out
 
 
+def test_frame_writes_the_three_cameras_side_by_side(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "f.png"
+    assert labutopia("frame", "--task", "press_button", "--split", "ood", "--size", "32", "--step", "3", "--out", str(out)) == 0
+    img = Image.open(out)
+    assert img.size == (96, 32) and not list(tmp_path.glob("*.tmp"))
+
+
 @pytest.mark.parametrize("args,needle", [
     (["expert", "--task", "nope"], "unknown task 'nope'; expected one of ['pick_up'"),
     (["expert", "--task", "pick_up", "--split", "x"], "invalid choice: 'x'"),
     (["view", "--task", "pick_up", "--out", "x.gif"], "must end in .mp4"),
+    (["frame", "--task", "pick_up", "--out", "x.jpg"], "must end in .png"),
 ])
 def test_bad_arguments_fail_with_one_clear_line(args, needle, capsys):
     assert labutopia(*args) == 2

@@ -1,4 +1,4 @@
-"""`labutopia list | expert | view`: the benchmark's command line."""
+"""`labutopia list | expert | view | frame`: the benchmark's command line."""
 
 from __future__ import annotations
 
@@ -83,6 +83,33 @@ def cmd_view(args) -> None:
     print(f"wrote {out}: {steps} steps, success={info['is_success']} ({args.policy} policy, seed {args.seed})")
 
 
+def cmd_frame(args) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
+
+    out = Path(args.out)
+    if out.suffix != ".png":
+        raise LabVLAError(f"--out {out} must end in .png")
+    env = LabUtopiaEnv(args.task, args.split, image_size=args.size)
+    try:
+        obs, _ = env.reset(seed=args.seed)
+        expert = env.expert()
+        for _ in range(args.step):
+            obs, _, terminated, truncated, _ = env.step(expert.act())
+            if terminated or truncated:
+                break
+        frame = np.concatenate([obs["pixels"][c] for c in CAMERAS], axis=1)
+    finally:
+        env.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    Image.fromarray(frame).save(tmp, format="PNG", optimize=True)
+    tmp.replace(out)
+    print(f"wrote {out}: {' | '.join(CAMERAS)} after {args.step} expert steps ({env.task_description!r})")
+
+
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="labutopia", description="LabUtopia benchmark (MuJoCo): tasks, experts, videos")
@@ -106,8 +133,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=224, help="image side in pixels")
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("frame", help="save the three cameras side by side after N expert steps as a png")
+    p.add_argument("--task", type=_task, required=True)
+    p.add_argument("--split", choices=SPLIT_NAMES, default="id")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--step", type=int, default=0, help="expert steps before the frame")
+    p.add_argument("--size", type=int, default=224, help="image side in pixels")
+    p.add_argument("--out", required=True)
+
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    {"list": cmd_list, "expert": cmd_expert, "view": cmd_view}[args.command](args)
+    {"list": cmd_list, "expert": cmd_expert, "view": cmd_view, "frame": cmd_frame}[args.command](args)
 
 
 if __name__ == "__main__":
