@@ -148,6 +148,10 @@ class InferenceServer:
 
     # --- HTTP side: health, auth, routing -------------------------------------------------
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        if urlsplit(request.path).path == "/healthz":  # polled often: no log line
+            if self._draining:
+                return conn.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
+            return conn.respond(http.HTTPStatus.OK, "OK\n")
         try:
             status, text = self._check_handshake(request)
         except Exception as exc:  # never a 500 and a traceback for what an unauthenticated client sent
@@ -160,8 +164,6 @@ class InferenceServer:
 
     def _check_handshake(self, request: Request) -> tuple[int | None, str]:
         path = urlsplit(request.path).path
-        if path == "/healthz":
-            return (http.HTTPStatus.SERVICE_UNAVAILABLE, "draining") if self._draining else (http.HTTPStatus.OK, "OK")
         if path not in OPENPI_PATHS + SIMPLE_PATHS:
             return http.HTTPStatus.NOT_FOUND, f"unknown path {path[:100]}; use / (OpenPI) or /simple"
         if self.api_key is not None:
