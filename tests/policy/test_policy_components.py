@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from lerobot_labvla.errors import LabVLAError
-from lerobot_labvla.policy.action_expert import ActionExpert
 from lerobot_labvla.policy.backbone import TINY_TOKENIZER_DIR, build_tiny_tokenizer, build_vlm, patchify
 from lerobot_labvla.policy.fast_tokenizer import FastTokenizer
 
@@ -79,15 +78,3 @@ def test_patchify_matches_transformers_qwen_image_processor():
     ours = patchify(images, size=64, patch=16, temporal=2, merge=2)
     assert ours.shape == ref["pixel_values"].shape
     torch.testing.assert_close(ours, ref["pixel_values"])
-
-
-def test_expert_prefix_kv_is_reused_across_euler_steps():
-    expert = ActionExpert(action_dim=8, state_dim=4, context_dim=16, chunk_size=5, layers=2, width=32, heads=4)
-    ctx, mask = torch.randn(2, 7, 16), torch.ones(2, 7, dtype=torch.bool)
-    calls = []
-    expert.context_proj.register_forward_hook(lambda *a: calls.append(1))
-    kv, m = expert.context_kv(ctx, mask)
-    x, state = torch.randn(2, 5, 8), torch.randn(2, 4)
-    for step in range(10):
-        out = expert(x, torch.full((2,), 1 - step / 10), state, kv, m)
-    assert out.shape == (2, 5, 8) and len(calls) == 1

@@ -120,11 +120,17 @@ def test_select_action_serves_the_chunk_from_a_queue(ds7):
     assert torch.equal(served, chunk[:, :4])
 
 
-def test_batch_missing_a_camera_is_named(ds7):
-    policy, pre, _ = build(ds7)
+def test_a_missing_camera_is_a_masked_slot_and_no_camera_is_named(ds7):
+    policy, pre, _ = build(ds7, mode="finetune")
+    policy.eval()
     batch = pre(raw_batch(ds7, size=1))
+    noise = torch.randn(1, policy.config.chunk_size, policy.config.max_action_dim)
+    full = policy.predict_action_chunk(batch, noise=noise)
     del batch["observation.images.wrist"]
-    with pytest.raises(LabVLAError, match=r"missing camera.*observation\.images\.wrist"):
+    masked = policy.predict_action_chunk(batch, noise=noise)
+    assert torch.isfinite(masked).all() and not torch.allclose(full, masked)
+    del batch["observation.images.front"]
+    with pytest.raises(LabVLAError, match=r"none of the policy's cameras.*observation\.images\.front"):
         policy.predict_action_chunk(batch)
 
 
@@ -138,11 +144,11 @@ def test_nan_state_is_rejected_by_the_preprocessor(ds7):
 
 def test_missing_stats_fail_loudly_with_the_key_names(ds7):
     stats = copy.deepcopy(ds7.meta.stats)
-    del stats[OBS_STATE]["q01"], stats[ACTION]["q99"]
+    del stats[OBS_STATE]["mean"], stats[ACTION]["std"]
     policy, _, _ = build(ds7)  # make_policy fills the config's features from the dataset
-    with pytest.raises(LabVLAError, match=r"observation\.state \[q01\].*action \[q99\]"):
+    with pytest.raises(LabVLAError, match=r"observation\.state \[mean\].*action \[std\]"):
         make_pre_post_processors(policy.config, dataset_stats=stats)
-    with pytest.raises(LabVLAError, match=r"observation\.state \[q01\].*action \[q99\]"):
+    with pytest.raises(LabVLAError, match=r"observation\.state \[mean\].*action \[std\]"):
         LabVLAPolicy(policy.config, dataset_stats=stats)
 
 
@@ -155,7 +161,7 @@ def test_checkpoint_with_missing_normalizer_stats_refuses_to_load(ds7, tmp_path)
     state_file = next(tmp_path.glob("policy_preprocessor_step_*_normalizer_processor.safetensors"))
     state = {k: v for k, v in load_file(state_file).items() if not k.startswith(OBS_STATE)}
     save_file(state, state_file)
-    with pytest.raises(LabVLAError, match=r"observation\.state \[q01, q99\]"):
+    with pytest.raises(LabVLAError, match=r"observation\.state \[mean, std\]"):
         LabVLAPolicy.from_pretrained(tmp_path)
 
 
@@ -198,10 +204,11 @@ def test_vlm_prefix_runs_once_per_chunk_not_per_euler_step(ds7):
     policy.eval()
     batch = pre(raw_batch(ds7, size=1))
     vlm_calls, expert_calls = [], []
-    policy.backbone.vlm.model.register_forward_hook(lambda *a: vlm_calls.append(1))
+    policy.backbone.vlm.model.language_model.register_forward_hook(lambda *a: vlm_calls.append(1))
+    policy.expert.proj_vlm_to_dit.register_forward_hook(lambda *a: vlm_calls.append(1))
     policy.expert.register_forward_hook(lambda *a: expert_calls.append(1))
     policy.predict_action_chunk(batch)
-    assert (len(vlm_calls), len(expert_calls)) == (1, 10)
+    assert (len(vlm_calls), len(expert_calls)) == (2, 10)  # LM + context projection once, expert per step
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(ds7):
@@ -215,7 +222,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(ds7):
         torch.manual_seed(1)
         loss, _ = policy.forward(batch)
         loss.backward()
-        results.append((loss.detach(), policy.expert.action_in.weight.grad.clone()))
+        results.append((loss.detach(), policy.expert.action_in_proj.weight.grad.clone()))
     torch.testing.assert_close(results[0][0], results[1][0])
     torch.testing.assert_close(results[0][1], results[1][1])
 

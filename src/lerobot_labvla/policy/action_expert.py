@@ -1,8 +1,15 @@
-"""The DiT action expert: denoises an action chunk while cross-attending to the VLM's states.
+"""The DiT action expert of the official LabVLA (zjunlp/LabVLA `dit_action_head.py`), in plain PyTorch.
 
-Each block: adaLN(t) -> self-attention over [state token, action tokens] -> cross-attention to
-the projected VLM prefix -> adaLN(t) -> MLP. The prefix's per-layer keys/values are computed once
-per chunk (`context_kv`), so each of the Euler steps costs only the expert's own tokens.
+Module and parameter names follow the official checkpoint (diffusers' `Attention`/`FeedForward`
+layout: `attn1.to_q`, `ff.net.0.proj`, ...), so converting it is a prefix rename.
+
+Flow convention (official): t = 0 is noise, t = 1 the clean chunk, `x_t = t*a + (1-t)*eps`, and the
+expert predicts the velocity `a - eps`. Each block:
+    h = AdaLN(x, t) + sinusoid positions -> attention (cross to the VLM prefix in even blocks,
+    self over [state, actions] in odd blocks when `interleave_self_attention`) -> + x
+    -> LayerNorm -> GELU-tanh MLP -> + residual
+and the output is `LayerNorm(x)*(1+scale)+shift` from `proj_out_1` (shift first, as the official
+checkpoints were trained).
 """
 
 from __future__ import annotations
@@ -13,67 +20,160 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+TIME_CHANNELS = 256
+MAX_POSITIONS = 512
 
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
-    """Sinusoidal embedding of flow time `t` in [0, 1]: `(B,)` -> `(B, dim)`."""
+
+def timestep_embedding(t: Tensor, dim: int = TIME_CHANNELS, max_period: float = 10_000.0) -> Tensor:
+    """diffusers `Timesteps(dim, flip_sin_to_cos=True, downscale_freq_shift=1)` of raw t: `(B,)` -> `(B, dim)`."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = (t.float() * 1000.0)[:, None] * freqs[None]
+    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / (half - 1)
+    args = t.float()[:, None] * torch.exp(exponent)[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
-def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    return x * (1 + scale[:, None]) + shift[:, None]
+def sinusoid_positions(length: int, dim: int) -> Tensor:
+    """diffusers `SinusoidalPositionalEmbedding.pe`: `(1, length, dim)`, sin on even and cos on odd channels."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10_000.0) / dim))
+    pe = torch.zeros(1, length, dim)
+    pe[0, :, 0::2] = torch.sin(position * div)
+    pe[0, :, 1::2] = torch.cos(position * div)
+    return pe
+
+
+class TimestepEmbedder(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(TIME_CHANNELS, width)
+        self.linear_2 = nn.Linear(width, width)
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.linear_2(F.silu(self.linear_1(timestep_embedding(t).to(self.linear_1.weight.dtype))))
+
+
+class TimestepEncoder(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.timestep_embedder = TimestepEmbedder(width)
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.timestep_embedder(t)
+
+
+class AdaLayerNorm(nn.Module):
+    """`LayerNorm(x) * (1 + scale) + shift`, `(scale, shift) = Linear(SiLU(temb))` (scale first)."""
+
+    def __init__(self, width: int, eps: float):
+        super().__init__()
+        self.linear = nn.Linear(width, 2 * width)
+        self.norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        scale, shift = self.linear(F.silu(temb)).chunk(2, dim=-1)
+        return self.norm(x) * (1 + scale[:, None]) + shift[:, None]
+
+
+class SinusoidalPositions(nn.Module):
+    def __init__(self, width: int, max_length: int):
+        super().__init__()
+        self.register_buffer("pe", sinusoid_positions(max_length, width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.pe[:, : x.shape[1]].to(x.dtype)
 
 
 class Attention(nn.Module):
-    """Multi-head attention on SDPA; keys/values may come from a precomputed context."""
+    """diffusers `Attention` (SDPA processor): `to_q/to_k/to_v` with bias, `to_out.0`."""
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, head_dim: int, kv_dim: int):
         super().__init__()
+        inner = heads * head_dim
         self.heads = heads
-        self.q = nn.Linear(width, width)
-        self.kv = nn.Linear(width, 2 * width)
-        self.out = nn.Linear(width, width)
+        self.to_q = nn.Linear(width, inner)
+        self.to_k = nn.Linear(kv_dim, inner)
+        self.to_v = nn.Linear(kv_dim, inner)
+        self.to_out = nn.ModuleList([nn.Linear(inner, width)])
 
-    def split(self, x: Tensor) -> Tensor:
+    def _split(self, x: Tensor) -> Tensor:
         b, n, _ = x.shape
         return x.view(b, n, self.heads, -1).transpose(1, 2)
 
-    def project_kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        k, v = self.kv(x).chunk(2, dim=-1)
-        return self.split(k), self.split(v)
+    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        kv = x if context is None else context
+        q, k, v = self._split(self.to_q(x)), self._split(self.to_k(kv)), self._split(self.to_v(kv))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.to_out[0](y.transpose(1, 2).flatten(2))
 
-    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor] | None = None, mask: Tensor | None = None) -> Tensor:
-        k, v = self.project_kv(x) if kv is None else kv
-        q = self.split(self.q(x))
-        y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
-        return self.out(y.transpose(1, 2).flatten(2))
+
+class GELUProj(nn.Module):
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.proj = nn.Linear(width, hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(self.proj(x), approximate="tanh")
+
+
+class FeedForward(nn.Module):
+    """diffusers `FeedForward(activation_fn="gelu-approximate")`: `net.0.proj` -> GELU-tanh -> `net.2`."""
+
+    def __init__(self, width: int, mult: int = 4, dropout: float = 0.0):
+        super().__init__()
+        self.net = nn.ModuleList([GELUProj(width, mult * width), nn.Dropout(dropout), nn.Linear(mult * width, width)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x
 
 
 class DiTBlock(nn.Module):
-    def __init__(self, width: int, heads: int, mlp_ratio: float):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.self_attn = Attention(width, heads)
-        self.norm_cross = nn.LayerNorm(width, eps=1e-6)
-        self.cross_attn = Attention(width, heads)
-        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
-        nn.init.zeros_(self.ada[1].weight)
-        nn.init.zeros_(self.ada[1].bias)
+    """One block; `is_self_attention` blocks attend over the expert's own tokens, the others to the context."""
 
-    def forward(self, x: Tensor, c: Tensor, ctx_kv: tuple[Tensor, Tensor], ctx_mask: Tensor) -> Tensor:
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
-        x = x + gate1[:, None] * self.self_attn(modulate(self.norm1(x), shift1, scale1))
-        x = x + self.cross_attn(self.norm_cross(x), kv=ctx_kv, mask=ctx_mask)
-        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+    def __init__(self, width: int, heads: int, head_dim: int, *, is_self_attention: bool, norm_eps: float = 1e-5):
+        super().__init__()
+        self.is_self_attention = is_self_attention
+        self.norm1 = AdaLayerNorm(width, norm_eps)
+        self.pos_embed = SinusoidalPositions(width, MAX_POSITIONS)
+        self.attn1 = Attention(width, heads, head_dim, kv_dim=width)
+        self.norm3 = nn.LayerNorm(width, eps=norm_eps, elementwise_affine=False)
+        self.ff = FeedForward(width)
+
+    def forward(self, x: Tensor, temb: Tensor, context: Tensor, context_mask: Tensor | None) -> Tensor:
+        h = self.pos_embed(self.norm1(x, temb))
+        if self.is_self_attention:
+            x = x + self.attn1(h)
+        else:
+            x = x + self.attn1(h, context=context, mask=context_mask)
+        return x + self.ff(self.norm3(x))
+
+
+class DiTActionHead(nn.Module):
+    """`(tokens (B, N, W), context (B, L, W), t (B,), context_mask (B, L) bool)` -> `(B, N, W)`."""
+
+    def __init__(self, *, layers: int, heads: int, head_dim: int, interleave_self_attention: bool):
+        super().__init__()
+        width = heads * head_dim
+        self.timestep_encoder = TimestepEncoder(width)
+        self.transformer_blocks = nn.ModuleList(
+            DiTBlock(width, heads, head_dim, is_self_attention=interleave_self_attention and i % 2 == 1)
+            for i in range(layers)
+        )
+        self.norm_out = nn.LayerNorm(width, eps=1e-6, elementwise_affine=False)
+        self.proj_out_1 = nn.Linear(width, 2 * width)
+
+    def forward(self, tokens: Tensor, context: Tensor, t: Tensor, context_mask: Tensor | None = None) -> Tensor:
+        temb = self.timestep_encoder(t)
+        mask = None if context_mask is None else context_mask.bool()[:, None, None, :]
+        for block in self.transformer_blocks:
+            tokens = block(tokens, temb, context, mask)
+        shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=-1)
+        return self.norm_out(tokens) * (1 + scale[:, None]) + shift[:, None]
 
 
 class ActionExpert(nn.Module):
-    """`(x_t (B, T, A), t (B,), state (B, S), context (B, L, H))` -> velocity `(B, T, A)`."""
+    """Projections around the DiT: `(x_t (B, T, A), t (B,), state (B, S), vlm (B, L, H), mask (B, L))` -> `(B, T, A)`."""
 
     def __init__(
         self,
@@ -81,39 +181,31 @@ class ActionExpert(nn.Module):
         action_dim: int,
         state_dim: int,
         context_dim: int,
-        chunk_size: int,
         layers: int,
-        width: int,
         heads: int,
-        mlp_ratio: float = 4.0,
+        head_dim: int,
+        interleave_self_attention: bool = True,
     ):
         super().__init__()
-        self.width = width
-        self.action_in = nn.Linear(action_dim, width)
-        self.state_in = nn.Linear(state_dim, width)
-        self.pos = nn.Parameter(torch.zeros(1, chunk_size + 1, width))
-        nn.init.normal_(self.pos, std=0.02)
-        self.time_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
-        self.context_proj = nn.Sequential(nn.Linear(context_dim, width), nn.LayerNorm(width, eps=1e-6))
-        self.blocks = nn.ModuleList(DiTBlock(width, heads, mlp_ratio) for _ in range(layers))
-        self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
-        self.action_out = nn.Linear(width, action_dim)
-        # adaLN-Zero on the modulations, but not on `action_out`: a zero output layer would cut the
-        # gradient to everything upstream (the VLM included) until it has moved.
-        nn.init.zeros_(self.ada_out[1].weight)
-        nn.init.zeros_(self.ada_out[1].bias)
+        width = heads * head_dim
+        self.proj_vlm_to_dit = nn.Linear(context_dim, width) if context_dim != width else nn.Identity()
+        self.state_proj = nn.Linear(state_dim, width)
+        self.action_in_proj = nn.Linear(action_dim, width)
+        self.action_out_proj = nn.Linear(width, action_dim)
+        self.dit_action_head = DiTActionHead(
+            layers=layers, heads=heads, head_dim=head_dim, interleave_self_attention=interleave_self_attention
+        )
 
-    def context_kv(self, context: Tensor, context_mask: Tensor) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
-        """Per-layer cross-attention keys/values of the VLM prefix, and the SDPA mask `(B, 1, 1, L)`."""
-        ctx = self.context_proj(context.to(self.context_proj[0].weight.dtype))
-        kvs = [block.cross_attn.project_kv(ctx) for block in self.blocks]
-        return kvs, context_mask[:, None, None, :]
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.dit_action_head.transformer_blocks
 
-    def forward(self, x_t: Tensor, t: Tensor, state: Tensor, ctx_kv: list[tuple[Tensor, Tensor]], ctx_mask: Tensor) -> Tensor:
-        tokens = torch.cat([self.state_in(state)[:, None], self.action_in(x_t)], dim=1) + self.pos
-        c = self.time_mlp(timestep_embedding(t, self.width).to(tokens.dtype))
-        for block, kv in zip(self.blocks, ctx_kv, strict=True):
-            tokens = block(tokens, c, kv, ctx_mask)
-        shift, scale = self.ada_out(c).chunk(2, dim=-1)
-        return self.action_out(modulate(self.norm_out(tokens[:, 1:]), shift, scale))
+    def project_context(self, vlm_hidden: Tensor) -> Tensor:
+        """VLM last hidden state `(B, L, H)` -> DiT width; computed once per chunk."""
+        return self.proj_vlm_to_dit(vlm_hidden.to(self.state_proj.weight.dtype))
+
+    def forward(self, x_t: Tensor, t: Tensor, state: Tensor, context: Tensor, context_mask: Tensor | None) -> Tensor:
+        dtype = self.state_proj.weight.dtype
+        tokens = torch.cat([self.state_proj(state.to(dtype))[:, None], self.action_in_proj(x_t.to(dtype))], dim=1)
+        out = self.dit_action_head(tokens, context, t, context_mask)
+        return self.action_out_proj(out[:, -x_t.shape[1] :]).float()

@@ -1,10 +1,10 @@
 """The Qwen3-VL backbone: building it (Hub id, local dir or `tiny`), its tokenizer, and the prefix.
 
-The prefix of one sample is
-    [<vision_start> <image_pad> x n <vision_end>] per camera, prompt tokens, (FAST tokens, <eos>)
-right-padded in the batch. The expert reads the hidden states of the images + prompt; the FAST
-tokens (training only) follow them, so with Qwen's causal attention they never leak into the
-states the expert sees.
+The sequence of one sample is the official LabVLA one:
+    [state soft token (ki)] [<vision_start> <image_pad> x n <vision_end>] x camera slots
+    [prompt right-padded to a fixed length] [FAST tokens (training)]
+The expert reads the last hidden states of the camera slots + prompt; the FAST tokens follow
+them, so with Qwen's causal attention they never leak into the states the expert sees.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def build_vlm(backbone: str, backbone_config: dict | None, *, load_weights: bool
 
 
 def patchify(images: Tensor, *, size: int, patch: int, temporal: int, merge: int) -> Tensor:
-    """`(N, 3, H, W)` floats in [0, 1] -> Qwen-VL flattened patches `(N * gh * gw, 3 * temporal * patch**2)`.
+    """`(N, 3, size, size)` floats in [0, 1] -> Qwen-VL flattened patches `(N * gh * gw, 3 * temporal * patch**2)`.
 
     The same layout as transformers' `Qwen2VLImageProcessor` (view + permute below are copied from
     it), but batched on the model's device with one fixed output size, where the HF processor
@@ -223,25 +223,41 @@ def patchify(images: Tensor, *, size: int, patch: int, temporal: int, merge: int
     return x.reshape(n * g * g, c * temporal * patch * patch)
 
 
+def resize_with_pad(images: Tensor, size: int) -> Tensor:
+    """`(N, 3, H, W)` -> `(N, 3, size, size)`: keep the aspect ratio, pad with black (openpi's resize_with_pad)."""
+    h, w = images.shape[-2:]
+    if (h, w) == (size, size):
+        return images
+    ratio = max(h, w) / size
+    nh, nw = int(h / ratio), int(w / ratio)
+    resized = F.interpolate(images, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    return F.pad(resized, (left, size - nw - left, top, size - nh - top))
+
+
 @dataclass
 class Prefix:
-    """The VLM's output for a batch: states the expert reads and, in FAST modes, target logits."""
+    """The VLM's output for a batch: states the expert reads and, in FAST modes, the FAST positions."""
 
-    hidden: Tensor  # (B, L, H) hidden states of images + prompt (zero beyond each sample's prefix)
-    mask: Tensor  # (B, L) True on real prefix tokens
-    fast_logits: Tensor | None = None  # (N_targets, V) logits at the positions predicting FAST targets
-    fast_labels: Tensor | None = None  # (N_targets,) the targets (VLM vocab ids)
+    hidden: Tensor  # (B, L, H) last hidden states of the camera slots + prompt
+    mask: Tensor  # (B, L) True on real tokens (masked camera slots and prompt padding are False)
+    fast_hidden: Tensor | None = None  # (B, L_fast, H) hidden states that predict the FAST tokens
 
 
 class QwenBackbone(nn.Module):
-    """Wraps `Qwen3VLForConditionalGeneration`: builds the token layout and runs one forward."""
+    """Wraps `Qwen3VLForConditionalGeneration` as the official LabVLA uses it.
 
-    def __init__(self, vlm, tokenizer, *, image_size: int, max_prompt_tokens: int):
+    Sequence: `[state token?] [<vision_start> <image_pad> x n <vision_end>] x num_camera_slots
+    [prompt padded to a fixed length] [FAST tokens?]`. The vision tower's deepstack features are
+    dropped (the official model runs `visual` and then `language_model` on the merged embeddings).
+    """
+
+    def __init__(self, vlm, tokenizer, *, image_size: int, num_camera_slots: int, state_dim: int | None = None):
         super().__init__()
         self.vlm = vlm
         self.tokenizer = tokenizer
         self.image_size = image_size
-        self.max_prompt_tokens = max_prompt_tokens
+        self.num_camera_slots = num_camera_slots
         cfg = vlm.config
         vc = cfg.vision_config
         self.patch, self.merge, self.temporal = vc.patch_size, vc.spatial_merge_size, vc.temporal_patch_size
@@ -255,7 +271,8 @@ class QwenBackbone(nn.Module):
         self.vision_start_id = cfg.vision_start_token_id
         self.vision_end_id = cfg.vision_end_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.eos_id = tokenizer.eos_token_id
+        # Knowledge insulation's state soft token (official `state_vlm_proj`).
+        self.state_vlm_proj = nn.Linear(state_dim, self.hidden_size) if state_dim else None
 
     @property
     def hidden_size(self) -> int:
@@ -265,34 +282,32 @@ class QwenBackbone(nn.Module):
     def vocab_size(self) -> int:
         return self.vlm.config.text_config.vocab_size
 
-    def build_inputs(self, images: list[Tensor], prompts: list[str], targets: list[list[int]] | None = None) -> dict:
-        """Token ids, masks and pixel values for a batch. `images`: one `(B, 3, H, W)` per camera."""
-        device = images[0].device
-        bsz = images[0].shape[0]
-        vision = []
-        for _ in images:
-            vision += [self.vision_start_id] + [self.image_token_id] * self.tokens_per_image + [self.vision_end_id]
-        prompt_ids = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-        rows, prefix_lens, target_spans = [], [], []
-        for i in range(bsz):
-            ids = vision + prompt_ids[i][: self.max_prompt_tokens]
-            prefix_lens.append(len(ids))
-            if targets is not None:
-                tgt = list(targets[i]) + [self.eos_id]
-                target_spans.append((len(ids), len(ids) + len(tgt)))
-                ids = ids + tgt
-            rows.append(ids)
-        length = max(map(len, rows))
-        input_ids = torch.full((bsz, length), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((bsz, length), dtype=torch.long)
-        for i, ids in enumerate(rows):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            attention[i, : len(ids)] = 1
-        positions = torch.arange(length)
-        prefix_mask = positions[None, :] < torch.tensor(prefix_lens)[:, None]
-        # Cameras are interleaved per sample (sample 0: cam 0, cam 1, sample 1: ...), the order the
+    def build_inputs(self, images: list[Tensor | None], prompts: list[str], max_prompt_tokens: int) -> dict:
+        """Token ids, masks and pixels. `images`: one `(B, 3, H, W)` in [0, 1] or None per camera slot.
+
+        A missing slot is filled with the first present camera's pixels and masked out of attention
+        (the official processor does the same, so the vision tower sees a fixed number of images).
+        """
+        present = [im for im in images if im is not None]
+        if not present:
+            raise LabVLAError("no camera image in the batch")
+        device = present[0].device
+        bsz = present[0].shape[0]
+        slots = [im if im is not None else present[0] for im in images]
+        slot_mask = [im is not None for im in images]
+        n = self.tokens_per_image
+        vision_ids, vision_mask = [], []
+        for keep in slot_mask:
+            vision_ids += [self.vision_start_id] + [self.image_token_id] * n + [self.vision_end_id]
+            vision_mask += [int(keep)] * (n + 2)
+        text = self.tokenizer(
+            list(prompts), max_length=max_prompt_tokens, padding="max_length", truncation=True, padding_side="right"
+        )
+        input_ids = torch.tensor([vision_ids + row for row in text["input_ids"]], dtype=torch.long)
+        attention = torch.tensor([vision_mask + row for row in text["attention_mask"]], dtype=torch.long)
+        # Cameras interleaved per sample (sample 0: slot 0, slot 1, ..., sample 1: ...), the order the
         # image tokens appear in the flattened batch.
-        pix = torch.stack(images, dim=1).flatten(0, 1)
+        pix = torch.stack([resize_with_pad(im, self.image_size) for im in slots], dim=1).flatten(0, 1)
         pixel_values = patchify(pix, size=self.image_size, patch=self.patch, temporal=self.temporal, merge=self.merge)
         grid = torch.tensor([[1, self.grid, self.grid]] * pix.shape[0], dtype=torch.long)
         return {
@@ -301,31 +316,55 @@ class QwenBackbone(nn.Module):
             "mm_token_type_ids": (input_ids == self.image_token_id).int().to(device),
             "pixel_values": pixel_values,
             "image_grid_thw": grid.to(device),
-            "prefix_mask": prefix_mask.to(device),
-            "target_spans": target_spans,
+            "batch_size": bsz,
         }
 
-    def forward(self, inputs: dict) -> Prefix:
-        out = self.vlm.model(
-            input_ids=inputs["input_ids"],
-            attention_mask=inputs["attention_mask"],
-            pixel_values=inputs["pixel_values"].to(self.vlm.dtype),
-            image_grid_thw=inputs["image_grid_thw"],
-            mm_token_type_ids=inputs["mm_token_type_ids"],
+    def embed_prefix(self, inputs: dict) -> tuple[Tensor, Tensor, Tensor]:
+        """Vision-merged embeddings `(B, L, H)`, M-RoPE positions `(3, B, L)`, attention `(B, L)`."""
+        model = self.vlm.model
+        ids = inputs["input_ids"]
+        embeds = model.get_input_embeddings()(ids)
+        vision = model.visual(inputs["pixel_values"].to(model.visual.dtype), grid_thw=inputs["image_grid_thw"], return_dict=True)
+        image_mask = (ids == self.image_token_id)[..., None].expand_as(embeds)
+        embeds = embeds.masked_scatter(image_mask, vision.pooler_output.to(embeds.dtype))
+        positions, _ = model.get_rope_index(
+            ids, inputs["mm_token_type_ids"], inputs["image_grid_thw"], attention_mask=inputs["attention_mask"]
+        )
+        return embeds, positions, inputs["attention_mask"]
+
+    def forward(
+        self,
+        inputs: dict,
+        state: Tensor | None = None,
+        fast_embeds: Tensor | None = None,
+        fast_mask: Tensor | None = None,
+    ) -> Prefix:
+        """One causal LM pass over `[state token?] prefix [FAST?]`; the expert reads the prefix slice."""
+        embeds, positions, attention = self.embed_prefix(inputs)
+        bsz, length = attention.shape
+        parts, masks, n_pre = [embeds], [attention], 0
+        if state is not None:
+            if self.state_vlm_proj is None:
+                raise LabVLAError("this policy has no state_vlm_proj (vlm_state_token is off)")
+            parts.insert(0, self.state_vlm_proj(state.to(self.state_vlm_proj.weight.dtype)).to(embeds.dtype)[:, None])
+            masks.insert(0, attention.new_ones(bsz, 1))
+            n_pre = 1
+            positions = torch.cat([positions.new_zeros(3, bsz, 1), positions + 1], dim=2)
+        if fast_embeds is not None:
+            n_fast = fast_embeds.shape[1]
+            parts.append(fast_embeds.to(embeds.dtype))
+            masks.append(fast_mask.to(attention.dtype))
+            last = positions.max(dim=2).values
+            positions = torch.cat([positions, last[:, :, None] + torch.arange(1, n_fast + 1, device=positions.device)], dim=2)
+        out = self.vlm.model.language_model(
+            inputs_embeds=torch.cat(parts, dim=1),
+            attention_mask=torch.cat(masks, dim=1),
+            position_ids=positions,
             use_cache=False,
         )
-        # Qwen3VLModel keeps rope_deltas as state for generation; a training/prefix forward must not reuse it.
-        self.vlm.model.rope_deltas = None
         hidden = out.last_hidden_state
-        prefix = Prefix(hidden=hidden, mask=inputs["prefix_mask"])
-        if inputs["target_spans"]:
-            rows, cols = [], []
-            for i, (start, end) in enumerate(inputs["target_spans"]):
-                rows += [i] * (end - start)
-                cols += list(range(start, end))
-            rows_t = torch.tensor(rows, device=hidden.device)
-            cols_t = torch.tensor(cols, device=hidden.device)
-            # Position p predicts token p + 1.
-            prefix.fast_logits = self.vlm.lm_head(hidden[rows_t, cols_t - 1]).float()
-            prefix.fast_labels = inputs["input_ids"][rows_t, cols_t]
+        prefix = Prefix(hidden=hidden[:, n_pre : n_pre + length], mask=attention.bool())
+        if fast_embeds is not None:
+            start = n_pre + length - 1  # position p predicts token p + 1
+            prefix.fast_hidden = hidden[:, start : start + fast_embeds.shape[1]]
         return prefix

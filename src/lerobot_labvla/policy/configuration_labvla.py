@@ -42,14 +42,25 @@ class LabVLAConfig(PreTrainedConfig):
     tokenizer: str | None = None
     freeze_backbone: bool = False
     image_size: int = 224
-    max_prompt_tokens: int = 128
+    # The official layout: `num_camera_slots` fixed camera slots (resize-with-pad to `image_size`);
+    # slots without a configured camera, or whose camera is absent from the batch, are masked out.
+    num_camera_slots: int = 3
+    # Prompt token budget: the instruction is right-padded/truncated to this many tokens (official
+    # posttrain: 48); fast_pretrain prompts that carry the discretized state use the second budget (192).
+    max_prompt_tokens: int = 48
+    max_prompt_tokens_with_state: int = 192
+    # Official knowledge insulation: `state_vlm_proj(state)` as one soft token at VLM position 0.
+    # None = on in `ki` mode only (a converted checkpoint records its own value).
+    vlm_state_token: bool | None = None
 
     # Action expert (DiT).
     expert_layers: int = 18
     expert_width: int = 1024
     expert_heads: int = 8
-    expert_mlp_ratio: float = 4.0
     expert_attention: str = "cross"
+    # Official (2026-05-13+) layout: even blocks cross-attend to the VLM, odd blocks self-attend over
+    # [state, actions]. False = every block cross-attends (the official pre-2026-05-13 layout).
+    expert_interleave_self_attention: bool = True
 
     # Chunking and sampling.
     n_obs_steps: int = 1
@@ -61,6 +72,8 @@ class LabVLAConfig(PreTrainedConfig):
     # because importing `lerobot.policies.rtc` here would run `lerobot.policies`' factory and
     # `lerobot.datasets` in every process that imports the plugin (+210 MB, +1 s per CLI start).
     rtc_config: Any = None
+    # Official flow time (t = 0 noise, 1 clean): t = Beta(time_beta_beta, time_beta_alpha) * 0.999,
+    # i.e. noise-side time 1 - t ~ Beta(1.5, 1) as in pi0 (the official code's swapped argument order).
     time_beta_alpha: float = 1.5
     time_beta_beta: float = 1.0
 
@@ -68,6 +81,19 @@ class LabVLAConfig(PreTrainedConfig):
     max_state_dim: int = 32
     max_action_dim: int = 32
     state_bins: int = 256
+
+    # Delta actions with LeRobot's own relative/absolute processor steps (as pi05): the model sees
+    # `action - state` on every dim except those whose name contains one of `relative_exclude_joints`
+    # (the official LabVLA `delta_mask`: arm as chunk delta against the t0 state, gripper absolute);
+    # the postprocessor adds the state back, so served actions are absolute.
+    use_relative_actions: bool = False
+    relative_exclude_joints: list[str] = field(default_factory=lambda: ["gripper"])
+    # Set by LeRobot's make_policy from the dataset's action names.
+    action_feature_names: list[str] | None = None
+    # Per-dim normalization (official posttrain): STATE/ACTION use MEAN_STD, except these dims of
+    # both, which are scaled by their q01/q99 to [-1, 1]. None = the dims whose action name contains
+    # "gripper".
+    quantile_dims: list[int] | None = None
 
     # Losses.
     fm_loss_weight: float = 10.0
@@ -89,8 +115,8 @@ class LabVLAConfig(PreTrainedConfig):
     normalization_mapping: dict[str, NormalizationMode] = field(
         default_factory=lambda: {
             "VISUAL": NormalizationMode.IDENTITY,
-            "STATE": NormalizationMode.QUANTILES,
-            "ACTION": NormalizationMode.QUANTILES,
+            "STATE": NormalizationMode.MEAN_STD,
+            "ACTION": NormalizationMode.MEAN_STD,
         }
     )
 
@@ -129,7 +155,7 @@ class LabVLAConfig(PreTrainedConfig):
             raise LabVLAError(
                 f"--policy.n_action_steps={self.n_action_steps} must be <= --policy.chunk_size={self.chunk_size}"
             )
-        for name in ("chunk_size", "num_inference_steps", "max_state_dim", "max_action_dim", "image_size"):
+        for name in ("chunk_size", "num_inference_steps", "max_state_dim", "max_action_dim", "image_size", "max_prompt_tokens"):
             if getattr(self, name) <= 0:
                 raise LabVLAError(f"--policy.{name} must be positive, got {getattr(self, name)}")
 
@@ -139,6 +165,11 @@ class LabVLAConfig(PreTrainedConfig):
         if not self.image_features:
             raise LabVLAError(
                 "labvla needs at least one camera (an `observation.images.*` feature); the dataset has none"
+            )
+        if len(self.image_features) > self.num_camera_slots:
+            raise LabVLAError(
+                f"{len(self.image_features)} cameras but --policy.num_camera_slots={self.num_camera_slots}; "
+                "raise it or drop cameras with --rename_map"
             )
         state = self.input_features.get(OBS_STATE)
         if state is not None and state.shape[0] > self.max_state_dim:
@@ -179,6 +210,17 @@ class LabVLAConfig(PreTrainedConfig):
     @property
     def camera_keys(self) -> list[str]:
         return list(self.image_features)
+
+    @property
+    def uses_vlm_state_token(self) -> bool:
+        return self.mode == "ki" if self.vlm_state_token is None else self.vlm_state_token
+
+    @property
+    def resolved_quantile_dims(self) -> list[int]:
+        if self.quantile_dims is not None:
+            return list(self.quantile_dims)
+        names = self.action_feature_names or []
+        return [i for i, name in enumerate(names) if "gripper" in str(name).lower()]
 
     @property
     def uses_fast(self) -> bool:

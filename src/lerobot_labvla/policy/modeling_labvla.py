@@ -21,7 +21,7 @@ from lerobot.configs import FeatureType, NormalizationMode, PreTrainedConfig
 from lerobot.policies.common.flow_matching import euler_integrate, sample_noise, sample_time_beta
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_STATE
-from torch import Tensor
+from torch import Tensor, nn
 
 from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.policy.action_expert import ActionExpert
@@ -70,6 +70,20 @@ def check_stats(config: LabVLAConfig, stats: dict | None, *, source: str = "data
         )
 
 
+class FastHead(nn.Module):
+    """The official KI head: FAST token embedding into the VLM width and a float32 classifier back."""
+
+    def __init__(self, vocab_size: int, hidden_size: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, hidden_size)
+        self.classifier = nn.Linear(hidden_size, vocab_size, bias=False)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """`(B, L, H)` -> float32 logits `(B, L, V)`."""
+        return F.linear(hidden.float(), self.classifier.weight.float())
+
+
 class LabVLAPolicy(PreTrainedPolicy):
     """LabVLA: a vision-language-action policy for laboratory robots."""
 
@@ -100,18 +114,23 @@ class LabVLAPolicy(PreTrainedPolicy):
         )
         tokenizer_source = Path(checkpoint_dir) / TOKENIZER_DIR if checkpoint_dir else (config.tokenizer or config.backbone)
         self.backbone = QwenBackbone(
-            vlm, load_tokenizer(tokenizer_source), image_size=config.image_size, max_prompt_tokens=config.max_prompt_tokens
+            vlm,
+            load_tokenizer(tokenizer_source),
+            image_size=config.image_size,
+            num_camera_slots=config.num_camera_slots,
+            state_dim=config.max_state_dim if config.uses_vlm_state_token else None,
         )
         self.expert = ActionExpert(
             action_dim=config.max_action_dim,
             state_dim=config.max_state_dim,
             context_dim=self.backbone.hidden_size,
-            chunk_size=config.chunk_size,
             layers=config.expert_layers,
-            width=config.expert_width,
             heads=config.expert_heads,
-            mlp_ratio=config.expert_mlp_ratio,
+            head_dim=config.expert_width // config.expert_heads,
+            interleave_self_attention=config.expert_interleave_self_attention,
         )
+        # FAST tokens live in their own vocabulary (official `ki_head`), not in Qwen's: the last id is <eos>.
+        self.ki_head = FastHead(config.fast_vocab_size + 1, self.backbone.hidden_size) if config.uses_fast else None
         self.fast: FastTokenizer | None = None
         self.fast_fit_report: dict | None = None
         if checkpoint_dir is not None and (Path(checkpoint_dir) / FAST_FILE).exists():
@@ -146,18 +165,30 @@ class LabVLAPolicy(PreTrainedPolicy):
             )
         actions = _pad_last(actions, self.config.max_action_dim)
         valid = self._valid_mask(batch, actions)
-        targets = self._fast_targets(actions) if self.config.uses_fast else None
+        state_p = self._pad_state(state)
+        fast_ids = fast_mask = fast_embeds = None
+        if self.config.uses_fast:
+            fast_ids, fast_mask = self._fast_targets(actions)
+            fast_embeds = self.ki_head.embedding(fast_ids)
         frozen = self.config.mode == "finetune" and self.config.freeze_backbone
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            prefix = self.backbone(self.backbone.build_inputs(images, prompts, targets))
+            prefix = self.backbone(
+                self._build_inputs(images, prompts),
+                state=state_p if self.config.uses_vlm_state_token else None,
+                fast_embeds=fast_embeds,
+                fast_mask=fast_mask,
+            )
 
         metrics: dict[str, float] = {}
         loss = torch.zeros((), device=actions.device)
         per_sample = torch.zeros(actions.shape[0], device=actions.device)
         if self.config.uses_fast:
-            fast_loss = F.cross_entropy(prefix.fast_logits, prefix.fast_labels)
+            logits = self.ki_head.logits(prefix.fast_hidden)
+            token_ce = F.cross_entropy(logits.flatten(0, 1), fast_ids.flatten(), reduction="none").view_as(fast_mask)
+            fast_loss = (token_ce * fast_mask).sum() / fast_mask.sum().clamp(min=1)
             metrics["fast_loss"] = fast_loss.item()
-            metrics["fast_acc"] = (prefix.fast_logits.argmax(-1) == prefix.fast_labels).float().mean().item()
+            hits = (logits.argmax(-1) == fast_ids) & fast_mask
+            metrics["fast_acc"] = (hits.sum() / fast_mask.sum().clamp(min=1)).item()
             weight = 1.0 if self.config.mode == "fast_pretrain" else self.config.fast_loss_weight
             loss = loss + weight * fast_loss
             per_sample = per_sample + weight * fast_loss.detach()
@@ -165,11 +196,13 @@ class LabVLAPolicy(PreTrainedPolicy):
             # Knowledge insulation: in `ki` the expert reads detached VLM states, so the FM loss
             # trains the expert only and the backbone learns from the FAST loss alone.
             context = prefix.hidden.detach() if self.config.mode == "ki" or frozen else prefix.hidden
-            fm = self._fm_loss(actions, self._pad_state(state), context, prefix.mask, valid)
-            metrics["fm_loss"] = fm.mean().item()
+            err = self._fm_error(actions, state_p, context, prefix.mask, valid)
+            # One mean over every valid element of the batch (official), per sample for reduction="none".
+            fm = err.sum() / valid.sum().clamp(min=1)
+            metrics["fm_loss"] = fm.item()
             weight = self.config.fm_loss_weight if self.config.mode == "ki" else 1.0
-            loss = loss + weight * fm.mean()
-            per_sample = per_sample + weight * fm
+            loss = loss + weight * fm
+            per_sample = per_sample + weight * err.sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp(min=1)
         if reduction == "none":
             return per_sample, metrics
         return loss, metrics
@@ -181,15 +214,17 @@ class LabVLAPolicy(PreTrainedPolicy):
         if self.config.mode == "fast_pretrain":
             chunk = self._generate_fast(images, prompts)
         else:
-            prefix = self.backbone(self.backbone.build_inputs(images, prompts))  # once per chunk
-            ctx_kv, ctx_mask = self.expert.context_kv(prefix.hidden, prefix.mask)
             state_p = self._pad_state(state)
+            prefix = self.backbone(  # once per chunk
+                self._build_inputs(images, prompts), state=state_p if self.config.uses_vlm_state_token else None
+            )
+            context, ctx_mask = self.expert.project_context(prefix.hidden), prefix.mask
             bsz = state.shape[0]
             if noise is None:
                 noise = sample_noise((bsz, self.config.chunk_size, self.config.max_action_dim), state.device)
             rtc_enabled = self.rtc_processor is not None and self.config.rtc_config.enabled
             chunk = euler_integrate(
-                lambda x, t: self._denoise(x, t, state_p, ctx_kv, ctx_mask),
+                lambda x, t: self._denoise(x, t, state_p, context, ctx_mask),
                 noise.to(state.device),
                 self.config.num_inference_steps,
                 rtc_processor=self.rtc_processor,
@@ -217,12 +252,12 @@ class LabVLAPolicy(PreTrainedPolicy):
         self.rtc_processor = RTCProcessor(self.config.rtc_config) if self.config.rtc_config is not None else None
 
     # --- pieces ---------------------------------------------------------------------------
-    def _inputs(self, batch: dict) -> tuple[list[Tensor], Tensor, list[str]]:
-        missing = [k for k in self.config.camera_keys if k not in batch]
-        if missing:
+    def _inputs(self, batch: dict) -> tuple[list[Tensor | None], Tensor, list[str]]:
+        """Camera slots (None = absent, masked), raw state `(B, S)`, prompt strings."""
+        cameras = self.config.camera_keys
+        if not any(k in batch for k in cameras):
             raise LabVLAError(
-                f"batch is missing camera(s) {missing}; the policy was trained with {self.config.camera_keys} "
-                "(map yours with --rename_map)"
+                f"batch has none of the policy's cameras {cameras} (map yours with --rename_map)"
             )
         if OBS_STATE not in batch:
             raise LabVLAError(f"batch is missing {OBS_STATE!r}")
@@ -236,10 +271,16 @@ class LabVLAPolicy(PreTrainedPolicy):
             )
         prompts = batch[PROMPT_KEY]
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        return [batch[k] for k in self.config.camera_keys], state, prompts
+        slots = [batch.get(k) for k in cameras]
+        slots += [None] * (self.config.num_camera_slots - len(slots))
+        return slots, state, prompts
+
+    def _build_inputs(self, images: list[Tensor | None], prompts: list[str]) -> dict:
+        budget = self.config.max_prompt_tokens_with_state if self.config.mode == "fast_pretrain" else self.config.max_prompt_tokens
+        return self.backbone.build_inputs(images, prompts, budget)
 
     def _pad_state(self, state: Tensor) -> Tensor:
-        return _pad_last(state.to(self.expert.state_in.weight.dtype), self.config.max_state_dim)
+        return _pad_last(state.to(self.expert.state_proj.weight.dtype), self.config.max_state_dim)
 
     def _valid_mask(self, batch: dict, actions: Tensor) -> Tensor:
         """`(B, T, max_action_dim)`: real action dims of real (not padded) chunk steps."""
@@ -250,80 +291,73 @@ class LabVLAPolicy(PreTrainedPolicy):
             valid &= ~is_pad[..., None]
         return valid
 
-    def _fm_loss(self, actions: Tensor, state: Tensor, context: Tensor, context_mask: Tensor, valid: Tensor) -> Tensor:
-        """Per-sample flow-matching MSE, `x_t = t*noise + (1-t)*a`, target `noise - a`."""
-        bsz = actions.shape[0]
+    def _fm_error(self, actions: Tensor, state: Tensor, context: Tensor, context_mask: Tensor, valid: Tensor) -> Tensor:
+        """Masked squared flow-matching error `(B, T, A)` in the official convention.
+
+        t = 0 is noise: `x_t = t*a + (1-t)*eps`, the expert's target is `a - eps`.
+        """
         t = sample_time_beta(
-            bsz, actions.device, alpha=self.config.time_beta_alpha, beta=self.config.time_beta_beta, scale=0.999, offset=0.001
+            actions.shape[0], actions.device, alpha=self.config.time_beta_beta, beta=self.config.time_beta_alpha,
+            scale=0.999, offset=0.0,
         )
         noise = torch.randn_like(actions)
-        x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
-        ctx_kv, ctx_mask = self.expert.context_kv(context, context_mask)
-        v = self.expert(x_t, t, state, ctx_kv, ctx_mask)
-        err = (v.float() - (noise - actions).float()) ** 2 * valid
-        return err.sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp(min=1)
+        x_t = t[:, None, None] * actions + (1 - t[:, None, None]) * noise
+        v = self.expert(x_t, t, state, self.expert.project_context(context), context_mask)
+        return (v.float() - (actions - noise).float()) ** 2 * valid
 
-    def _denoise_step(self, x_t: Tensor, t: Tensor, state: Tensor, ctx_kv, ctx_mask) -> Tensor:
-        return self.expert(x_t, t, state, ctx_kv, ctx_mask)
+    def _denoise_step(self, x_t: Tensor, t: Tensor, state: Tensor, context: Tensor, ctx_mask: Tensor) -> Tensor:
+        """Velocity in LeRobot's sampler convention (t = 1 noise, integrated 1 -> 0): the official expert
+        at time `1 - t`, negated. Each Euler step then equals the official 0 -> 1 step."""
+        return -self.expert(x_t, 1.0 - t, state, context, ctx_mask)
 
     # --- FAST ------------------------------------------------------------------------------
-    def _fast_offset(self) -> int:
-        """VLM vocab id of FAST token 0 is `offset`, token k is `offset - k` (pi0-FAST's layout)."""
-        return self.backbone.vocab_size - 1 - self.config.fast_skip_tokens
-
     def _check_fast_vocab(self) -> None:
-        lowest = self._fast_offset() - self.fast.vocab_size + 1
-        if lowest <= len(self.backbone.tokenizer) and self.config.backbone == "tiny":
-            raise LabVLAError(f"FAST vocab {self.fast.vocab_size} does not fit the tiny backbone; lower --policy.fast_vocab_size")
-        if lowest < 0:
+        if self.fast.vocab_size > self.config.fast_vocab_size:
             raise LabVLAError(
-                f"FAST vocab {self.fast.vocab_size} + skip {self.config.fast_skip_tokens} exceed the backbone vocab "
-                f"{self.backbone.vocab_size}; lower --policy.fast_vocab_size"
+                f"FAST tokenizer vocab {self.fast.vocab_size} > --policy.fast_vocab_size={self.config.fast_vocab_size} "
+                "(the size of the FAST head); raise it"
             )
 
-    def _fast_targets(self, actions: Tensor) -> list[list[int]]:
+    @property
+    def _fast_eos(self) -> int:
+        return self.config.fast_vocab_size
+
+    def _fast_targets(self, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """FAST ids `(B, L)` (+ <eos>, right-padded) and their mask `(B, L)` for the FAST head."""
         if self.fast is None:
             raise LabVLAError(
                 f"--policy.mode={self.config.mode} needs a FAST tokenizer: train from a dataset (it is fitted "
                 "at start) or from a checkpoint that has fast_tokenizer.json"
             )
-        offset = self._fast_offset()
-        ids = self.fast.encode(actions.detach().float().cpu().numpy())
-        return [[offset - k for k in seq[: self.config.max_fast_tokens]] for seq in ids]
+        encoded = self.fast.encode(actions.detach().float().cpu().numpy())
+        seqs = [seq[: self.config.max_fast_tokens] + [self._fast_eos] for seq in encoded]
+        length = max(map(len, seqs))
+        ids = torch.zeros(len(seqs), length, dtype=torch.long)
+        mask = torch.zeros(len(seqs), length, dtype=torch.bool)
+        for i, seq in enumerate(seqs):
+            ids[i, : len(seq)] = torch.tensor(seq)
+            mask[i, : len(seq)] = True
+        return ids.to(actions.device), mask.to(actions.device)
 
-    def _generate_fast(self, images: list[Tensor], prompts: list[str]) -> Tensor:
-        """Greedy FAST decoding (fast_pretrain inference), restricted to FAST ids and <eos>."""
-        from transformers import LogitsProcessor, LogitsProcessorList
-
-        offset, n_fast = self._fast_offset(), self.fast.vocab_size
-        eos = self.backbone.eos_id
-
-        class OnlyFast(LogitsProcessor):
-            def __call__(self, input_ids, scores):
-                keep = torch.full_like(scores, float("-inf"))
-                keep[:, offset - n_fast + 1 : offset + 1] = 0
-                keep[:, eos] = 0
-                return scores + keep
-
-        sequences = []
-        for i in range(len(prompts)):  # one by one: generation needs left padding, the prefix is right-padded
-            inputs = self.backbone.build_inputs([im[i : i + 1] for im in images], prompts[i : i + 1])
-            out = self.backbone.vlm.generate(
-                input_ids=inputs["input_ids"],
-                attention_mask=inputs["attention_mask"],
-                pixel_values=inputs["pixel_values"].to(self.backbone.vlm.dtype),
-                image_grid_thw=inputs["image_grid_thw"],
-                mm_token_type_ids=inputs["mm_token_type_ids"],
-                max_new_tokens=self.config.max_fast_tokens,
-                do_sample=False,
-                eos_token_id=eos,
-                pad_token_id=self.backbone.pad_id,
-                logits_processor=LogitsProcessorList([OnlyFast()]),
-            )
-            self.backbone.vlm.model.rope_deltas = None
-            new = out[0, inputs["input_ids"].shape[1] :].tolist()
-            new = new[: new.index(eos)] if eos in new else new
-            sequences.append([offset - t for t in new])
+    def _generate_fast(self, images: list[Tensor | None], prompts: list[str]) -> Tensor:
+        """Greedy FAST decoding with the FAST head (fast_pretrain inference)."""
+        bsz = len(prompts)
+        device = self.ki_head.embedding.weight.device
+        ids = torch.zeros(bsz, 0, dtype=torch.long, device=device)
+        done = torch.zeros(bsz, dtype=torch.bool, device=device)
+        inputs = self._build_inputs(images, prompts)
+        for _ in range(self.config.max_fast_tokens + 1):
+            # The prefix is re-run each step (no KV cache to keep in sync with training's layout);
+            # fast_pretrain inference is a diagnostic, the deployed modes sample with the expert.
+            query = torch.cat([ids, torch.zeros(bsz, 1, dtype=torch.long, device=device)], dim=1)
+            prefix = self.backbone(inputs, fast_embeds=self.ki_head.embedding(query), fast_mask=torch.ones_like(query, dtype=torch.bool))
+            nxt = self.ki_head.logits(prefix.fast_hidden[:, -1:])[:, 0].argmax(-1)
+            ids = torch.cat([ids, torch.where(done, self._fast_eos, nxt)[:, None]], dim=1)
+            done |= nxt == self._fast_eos
+            if done.all():
+                break
+        rows = [row.tolist() for row in ids]
+        sequences = [row[: row.index(self._fast_eos)] if self._fast_eos in row else row for row in rows]
         result = self.fast.decode(sequences)
         if result.errors:
             self.fast_decode_errors += len(result.errors)
@@ -331,7 +365,7 @@ class LabVLAPolicy(PreTrainedPolicy):
                 "FAST: %d of %d sequences did not decode to a full chunk (fast_decode_errors=%d so far)",
                 len(result.errors), len(sequences), self.fast_decode_errors,
             )
-        return torch.from_numpy(result.actions).to(images[0].device)
+        return torch.from_numpy(result.actions).to(device)
 
     # --- checkpoints -------------------------------------------------------------------------
     def _save_pretrained(self, save_directory: Path, *args, **kwargs) -> None:

@@ -1,7 +1,13 @@
 """Pre/post-processing for labvla: LeRobot's default steps plus two registered steps.
 
-Pre:  rename -> batch -> `labvla_check_inputs` -> normalize -> `labvla_prompt` -> device
-Post: unnormalize -> cpu
+Pre:  rename -> batch -> `labvla_check_inputs` -> relative actions -> normalize -> `labvla_prompt` -> device
+Post: unnormalize -> absolute actions -> cpu
+
+Relative/absolute are LeRobot's own steps (enabled by `--policy.use_relative_actions`), so a served
+chunk is absolute. STATE/ACTION are normalized per dim as the official LabVLA posttrain does:
+mean/std, except `quantile_dims` (grippers) scaled by q01/q99 to [-1, 1]. LeRobot's normalizer has one
+mode per feature, so those dims get the mean/std that make its MEAN_STD formula equal the quantile
+one: `mean = (q01 + q99) / 2`, `std = (q99 - q01) / 2`.
 """
 
 from __future__ import annotations
@@ -15,13 +21,15 @@ from lerobot.configs import PipelineFeatureType, PolicyFeature
 from lerobot.lerobot_types import EnvTransition, TransitionKey
 from lerobot.processor import (
     PolicyAction,
+    AbsoluteActionsProcessorStep,
     PolicyProcessorPipeline,
     ProcessorStep,
     ProcessorStepRegistry,
     make_default_policy_processor_steps,
     make_policy_processor_pipelines,
+    RelativeActionsProcessorStep,
 )
-from lerobot.utils.constants import OBS_IMAGES, OBS_STATE
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
 from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
@@ -75,14 +83,16 @@ class LabVLACheckInputsStep(_LabVLAStep):
 @ProcessorStepRegistry.register(name="labvla_prompt")
 @dataclass
 class LabVLAPromptStep(_LabVLAStep):
-    """Instruction + state discretized into `state_bins` bins as text (pi05's prompt format).
+    """The official LabVLA prompt, written to complementary data `prompt` (the policy tokenizes it).
 
-    Runs after the normalizer, so the state is in [-1, 1]. Writes the text to complementary data
-    `prompt`; the policy tokenizes it with its backbone's tokenizer.
+    `instruction` (posttrain: ki / finetune): the raw instruction. `state` (fast_pretrain): the
+    normalized state as bins, `<state>b b ...</state>\n{task}`, `b = floor((s + 1) * bins / 2)`
+    clamped to [0, bins - 1]. Runs after the normalizer.
     """
 
     state_bins: int = 256
     task_key: str = "task"
+    format: str = "instruction"
 
     def __call__(self, transition: EnvTransition) -> EnvTransition:
         transition = transition.copy()
@@ -95,12 +105,14 @@ class LabVLAPromptStep(_LabVLAStep):
         tasks = [tasks] * bsz if isinstance(tasks, str) else list(tasks)
         if len(tasks) != bsz:
             raise LabVLAError(f"{len(tasks)} task strings for a batch of {bsz}")
-        edges = np.linspace(-1, 1, self.state_bins + 1)[:-1]
-        bins = np.digitize(state.detach().float().cpu().numpy(), bins=edges) - 1
-        comp[PROMPT_KEY] = [
-            f"Task: {task.strip().replace('_', ' ').replace(chr(10), ' ')}, State: {' '.join(map(str, row))};\nAction: "
-            for task, row in zip(tasks, bins, strict=True)
-        ]
+        if self.format == "state":
+            values = state.detach().float().cpu().numpy()
+            bins = np.clip(np.floor((values + 1) * self.state_bins / 2), 0, self.state_bins - 1).astype(int)
+            comp[PROMPT_KEY] = [
+                f"<state>{' '.join(map(str, row))}</state>\n{task}" for task, row in zip(tasks, bins, strict=True)
+            ]
+        else:
+            comp[PROMPT_KEY] = [str(task) for task in tasks]
         transition[TransitionKey.COMPLEMENTARY_DATA] = comp
         return transition
 
@@ -117,14 +129,44 @@ def make_labvla_pre_post_processors(
 
     if dataset_stats is not None:
         check_stats(config, dataset_stats)
+        dataset_stats = quantile_dims_as_mean_std(dataset_stats, config.resolved_quantile_dims)
+    relative_step = RelativeActionsProcessorStep(
+        enabled=config.use_relative_actions,
+        exclude_joints=list(config.relative_exclude_joints),
+        action_names=config.action_feature_names,
+    )
     steps = make_default_policy_processor_steps(config, dataset_stats)
     input_steps: list[ProcessorStep] = [
         steps.rename_observations,
         steps.add_batch_dim,
         LabVLACheckInputsStep(max_state_dim=config.max_state_dim),
+        relative_step,
         steps.normalize,
-        LabVLAPromptStep(state_bins=config.state_bins),
+        LabVLAPromptStep(state_bins=config.state_bins, format="state" if config.mode == "fast_pretrain" else "instruction"),
         steps.to_device,
     ]
-    output_steps: list[ProcessorStep] = [steps.unnormalize, steps.to_cpu]
+    output_steps: list[ProcessorStep] = [
+        steps.unnormalize,
+        AbsoluteActionsProcessorStep(enabled=config.use_relative_actions, relative_step=relative_step),
+        steps.to_cpu,
+    ]
     return make_policy_processor_pipelines(input_steps=input_steps, output_steps=output_steps)
+
+
+def quantile_dims_as_mean_std(stats: dict, dims: list[int], keys: tuple[str, ...] = (OBS_STATE, ACTION)) -> dict:
+    """Stats whose `mean`/`std` on `dims` make LeRobot's MEAN_STD formula the q01/q99 one (see module doc)."""
+    if not dims:
+        return stats
+    out = dict(stats)
+    for key in keys:
+        entry = stats.get(key)
+        if not entry or "q01" not in entry or "q99" not in entry:
+            continue
+        mean = np.array(entry["mean"], dtype=np.float64, copy=True)
+        std = np.array(entry["std"], dtype=np.float64, copy=True)
+        q01, q99 = np.asarray(entry["q01"], dtype=np.float64), np.asarray(entry["q99"], dtype=np.float64)
+        idx = [d for d in dims if d < mean.shape[-1]]
+        mean[..., idx] = (q01[..., idx] + q99[..., idx]) / 2
+        std[..., idx] = (q99[..., idx] - q01[..., idx]) / 2
+        out[key] = {**entry, "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
+    return out
