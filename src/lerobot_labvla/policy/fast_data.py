@@ -1,17 +1,23 @@
-"""Action chunks straight from a LeRobot dataset's parquet files, for fitting the FAST tokenizer.
+"""Fitting the FAST tokenizer on a LeRobot dataset's action chunks, once per training run.
 
 Reads only the `episode_index` and `action` columns with pyarrow (no video decoding, no image
-columns), which is what fitting needs and far cheaper than iterating `LeRobotDataset`.
+columns), which is what fitting needs and far cheaper than iterating `LeRobotDataset`. Under
+multi-process training (accelerate/torchrun) rank 0 fits and the other ranks receive its
+tokenizer, so every rank trains on the same token ids.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from lerobot_labvla.errors import LabVLAError
+from lerobot_labvla.policy.fast_tokenizer import FastTokenizer
+
+logger = logging.getLogger(__name__)
 
 
 def load_action_chunks(root: str | Path, chunk_size: int, *, max_chunks: int = 20_000, seed: int = 0) -> np.ndarray:
@@ -33,3 +39,67 @@ def load_action_chunks(root: str | Path, chunk_size: int, *, max_chunks: int = 2
     if len(out) > max_chunks:
         out = out[np.random.default_rng(seed).choice(len(out), max_chunks, replace=False)]
     return out
+
+
+def fit_fast_tokenizer(config, dataset_meta, dataset_stats: dict | None) -> tuple[FastTokenizer | None, dict | None]:
+    """Fit FAST on the training set's normalized, padded action chunks (10% held out to report the
+    round-trip error). With a torch.distributed group, rank 0 fits and broadcasts the result."""
+    import torch.distributed as dist
+
+    if dataset_meta is None:
+        return None, None
+    shared = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if shared and dist.get_rank() != 0:
+        payload = [None]
+        dist.broadcast_object_list(payload, src=0)
+        fast_dict, report = payload[0]
+        return FastTokenizer.from_dict(fast_dict), report
+    fast, report = _fit(config, dataset_meta, dataset_stats)
+    if shared:
+        dist.broadcast_object_list([(fast.to_dict(), report)], src=0)
+        logger.info("FAST tokenizer fitted on rank 0 and sent to %d ranks", dist.get_world_size() - 1)
+    return fast, report
+
+
+def _fit(config, dataset_meta, dataset_stats: dict | None) -> tuple[FastTokenizer, dict]:
+    from lerobot.utils.constants import ACTION
+
+    chunks = load_action_chunks(dataset_meta.root, config.chunk_size, max_chunks=config.fast_fit_max_chunks)
+    if dataset_stats is not None and ACTION in dataset_stats:
+        chunks = normalize_actions(config, dataset_stats, chunks)
+    chunks = np.pad(chunks, ((0, 0), (0, 0), (0, config.max_action_dim - chunks.shape[-1])))
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(chunks))
+    n_hold = max(1, len(chunks) // 10) if len(chunks) > 1 else 0
+    held, train = chunks[order[:n_hold]], chunks[order[n_hold:]]
+    fast = FastTokenizer.fit(train, vocab_size=config.fast_vocab_size, scale=config.fast_scale)
+    report = {"train_chunks": int(len(train)), "heldout_chunks": int(len(held))}
+    if len(held):
+        mae, errors = fast.round_trip_error(held)
+        lengths = [len(s) for s in fast.encode(held)]
+        report.update(
+            heldout_mae=mae,
+            heldout_decode_errors=errors,
+            mean_tokens=float(np.mean(lengths)),
+            heldout_over_max_tokens=int(sum(n > config.max_fast_tokens for n in lengths)),
+        )
+    logger.info("FAST tokenizer fitted: %s", report)
+    return fast, report
+
+
+def normalize_actions(config, stats: dict, chunks: np.ndarray) -> np.ndarray:
+    """Normalize `(N, T, A)` actions exactly as the preprocessor will (LeRobot's own normalizer)."""
+    import torch
+    from lerobot.configs import FeatureType
+    from lerobot.lerobot_types import TransitionKey
+    from lerobot.processor import NormalizerProcessorStep
+    from lerobot.processor.converters import create_transition
+    from lerobot.utils.constants import ACTION
+
+    step = NormalizerProcessorStep(
+        features={ACTION: config.output_features[ACTION]},
+        norm_map={FeatureType.ACTION: config.normalization_mapping["ACTION"]},
+        stats={ACTION: stats[ACTION]},
+    )
+    out = step(create_transition(action=torch.from_numpy(chunks).float()))
+    return out[TransitionKey.ACTION].numpy()
