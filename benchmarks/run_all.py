@@ -185,11 +185,13 @@ def provenance(d: dict) -> tuple[str, str]:
 
 def summary(results: Path, names: list[str], status: dict[str, str], quick: bool) -> Path:
     load = os.getloadavg()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [f"# Benchmark summary ({'quick smoke runs: rough numbers' if quick else 'full runs'})", "",
              f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benchmarks/run_all.py"
-             f"{' --quick' if quick else ''}` on {platform.machine()}, {os.cpu_count()} CPUs, load average "
+             f"{' --quick' if quick else ''}` at commit {head or '?'} on {platform.machine()}, {os.cpu_count()} CPUs, load average "
              f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. `load` is the 1-min load average the benchmark recorded "
-             "when it started; on this 2-core machine anything above ~2 means other jobs shared the cores.", "",
+             "when it started; on this 2-core machine anything above ~2 means other jobs shared the cores. `commit` is the one "
+             "the JSON records (`?`: that benchmark does not record it yet).", "",
              "| benchmark | metric | ours | peer | ratio | target | met? | commit | load |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name in names:

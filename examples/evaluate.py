@@ -33,7 +33,7 @@ def main() -> int:
         cmd.append(f"--env.episode_length={args.episode_length}")
     if rc := subprocess.run([str(c) for c in cmd], check=False).returncode:
         return rc
-    agg = json.loads((args.out / "eval_info.json").read_text())["aggregated"]
+    agg = json.loads((args.out / "eval_info.json").read_text())["overall"]
 
     from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
     from lerobot_labvla.envs.labutopia.expert import rollout

@@ -261,7 +261,7 @@ def lerobot_eval(name: str, ckpt: Path, task: str, split: str, episodes: int, im
          f"--env.task={task}", f"--env.split={split}", f"--env.image_size={image_size}",
          f"--eval.n_episodes={episodes}", "--eval.batch_size=1", f"--seed={EVAL_SEED}", f"--output_dir={dst}",
          *([f"--env.episode_length={episode_length}"] if episode_length else [])])
-    agg = json.loads((dst / "eval_info.json").read_text())["aggregated"]
+    agg = json.loads((dst / "eval_info.json").read_text())["overall"]
     videos = sorted(dst.glob("videos/**/*.mp4"))
     return Row(task, split, name, agg["pc_success"] / 100, agg["avg_max_reward"], episodes,
                str(videos[0]) if videos else "")
@@ -353,10 +353,12 @@ def plots(runs: list[TrainRun], rows: list[Row], out: Path) -> tuple[Path, Path]
 
     groups = sorted({(r.task, r.split) for r in rows})
     fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(groups)), 3.8))
-    width = 0.8 / len(POLICIES)
-    for k, pol in enumerate(POLICIES):
+    policies = [p for p in POLICIES if any(r.policy == p for r in rows)]
+    width = 0.8 / max(1, len(policies))
+    for k, pol in enumerate(policies):
         vals = [next((r.success for r in rows if (r.task, r.split) == g and r.policy == pol), 0.0) for g in groups]
-        ax.bar([i + k * width for i in range(len(groups))], vals, width, label=pol)
+        bars = ax.bar([i + k * width for i in range(len(groups))], vals, width, label=pol)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))], [f"{t}\n{s}" for t, s in groups])
     ax.set_ylabel("success rate")
     ax.set_ylim(0, 1.05)
@@ -441,6 +443,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so a running trainer's process group is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     import logging
 
     logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
