@@ -40,7 +40,7 @@ venv: $(STAMP)
 
 # make demo DEMO_TASKS=open_door,press_button DEMO_MINUTES=20 (training wall time per policy)
 DEMO_TASKS ?= open_door
-DEMO_MINUTES ?= 10
+DEMO_MINUTES ?= 12
 demo: $(STAMP)
 	$(PY) -m lerobot_labvla.demo --tasks $(DEMO_TASKS) --minutes $(DEMO_MINUTES)
 

@@ -116,10 +116,10 @@ def test_demo_smoke_runs_every_stage(smoke):
     # 30-step episodes: nothing can finish press_button, not even the expert; do-nothing moves nothing
     assert results["do_nothing"]["progress"] == 0.0
     report = (out / "report.md").read_text()
-    for stage in ("1. protocol", "2. RoboGenesis", "3. labvla-data scan", "4a. lerobot-train labvla",
-                  "4b. lerobot-train LeRobot's ACT", "5. evaluation", "6. report"):
+    for stage in ("1. protocol", "2. RoboGenesis", "3. labvla-data scan", "4. lerobot-train labvla and act side by side",
+                  "5. evaluation", "6. report"):
         assert stage in log
-    assert "step:" in log  # LeRobot's own training log reached our stdout
+    assert "[labvla] " in log and "[act] " in log and "step:" in log  # LeRobot's own logs reached our stdout
     assert "| press_button | id | labvla |" in report and "| press_button | id | act |" in report
     assert (out / "train_labvla" / "checkpoints").exists() and (out / "loss_curves.png").exists()
     assert any((out / "eval").glob("labvla_press_button_id/videos/**/*.mp4"))
@@ -157,3 +157,15 @@ def test_example_generate(tmp_path):
                     "--image-size", "32", "--out", tmp_path / "gen")
     assert "scene: {labutopia: press_button}" in text
     assert json.loads((tmp_path / "gen" / "meta" / "info.json").read_text())["total_episodes"] == 1
+
+
+def test_side_by_side_trainers_print_whole_prefixed_lines(tmp_path, capfd):
+    script = tmp_path / "trainer.py"
+    script.write_text(FAKE_TRAINER)
+    out = tmp_path / "train"
+    run = demo.train("fake", [sys.executable, script, out], out, minutes=1 / 60, log_freq=1, prefix="fake",
+                     env={"OMP_NUM_THREADS": "1"})
+    printed = capfd.readouterr().out
+    assert "[fake] INFO step:2 smpl:8 loss:0.5000" in printed
+    assert "\r" not in printed  # a progress redraw never lands mid-line of the other trainer
+    assert [v for _, v in run.losses[:2]] == [1.0, 0.5]

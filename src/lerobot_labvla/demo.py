@@ -182,30 +182,37 @@ def data_seeds(roots: list[Path]) -> set[int]:
 
 
 # --- 4. training ---------------------------------------------------------------------------------
-def _stream(proc: subprocess.Popen, log_path: Path, run_: TrainRun, log_freq: int) -> None:
-    """Pass LeRobot's output through byte for byte as it comes (its tqdm bar redraws with \\r, no newline);
-    keep a copy in `log_path` and collect the logged losses."""
+def _stream(proc: subprocess.Popen, log_path: Path, run_: TrainRun, log_freq: int, prefix: str = "") -> None:
+    """Pass LeRobot's output through as it comes and keep a copy in `log_path`; collect the logged losses.
+
+    Alone (no `prefix`) the bytes go through untouched (its tqdm bar redraws with \\r, no newline); two
+    trainers side by side print whole lines only, each prefixed, so their bars do not overwrite each other."""
     pending = b""
     with log_path.open("wb") as log:
         while chunk := os.read(proc.stdout.fileno(), 65536):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
             log.write(chunk)
-            *lines, pending = re.split(rb"[\r\n]", pending + chunk)
+            if not prefix:
+                sys.stdout.buffer.write(chunk)
+            *lines, pending = re.split(rb"\n", pending + chunk)
             for line in lines:
-                text = line.decode(errors="replace")
-                if "step:" in text and (m := LOSS.search(text)):
-                    run_.losses.append(((len(run_.losses) + 1) * log_freq, float(m.group(1))))
+                text = line.decode(errors="replace").split("\r")[-1] if prefix else ""
+                for part in line.decode(errors="replace").split("\r"):
+                    if "step:" in part and (m := LOSS.search(part)):
+                        run_.losses.append(((len(run_.losses) + 1) * log_freq, float(m.group(1))))
+                if prefix and text.strip():
+                    sys.stdout.write(f"[{prefix}] {text}\n")
+            sys.stdout.flush()
 
 
-def train(name: str, cmd: list[str], out: Path, minutes: float, log_freq: int) -> TrainRun:
+def train(name: str, cmd: list[str], out: Path, minutes: float, log_freq: int, prefix: str = "",
+          env: dict[str, str] | None = None) -> TrainRun:
     """`lerobot-train` with its log streamed live; stopped at the wall-time budget, the newest checkpoint kept."""
     shutil.rmtree(out, ignore_errors=True)
     print("$", " ".join(str(c) for c in cmd), flush=True)
     log_path = out.with_suffix(".log")
     start = time.monotonic()
     proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env={**os.environ, **(env or {})})
     ckpts = out / "checkpoints"
     state = {"stopped": False}
 
@@ -231,7 +238,7 @@ def train(name: str, cmd: list[str], out: Path, minutes: float, log_freq: int) -
     threading.Thread(target=watchdog, daemon=True).start()
     run_ = TrainRun(name, Path())
     try:
-        _stream(proc, log_path, run_, log_freq)
+        _stream(proc, log_path, run_, log_freq, prefix)
     finally:
         if proc.poll() is None:  # the demo itself was interrupted: take the trainer down with it
             os.killpg(proc.pid, signal.SIGTERM)
@@ -407,8 +414,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated LabUtopia tasks, or all (env DEMO_TASKS; default open_door)")
     p.add_argument("--config", type=Path, default=REPO / "configs" / "policy" / "tiny.yaml",
                    help="lerobot-train config of the labvla run (default: the tiny CPU model)")
-    p.add_argument("--minutes", type=float, default=float(os.environ.get("DEMO_MINUTES", "10")),
-                   help="training wall time per policy in minutes (env DEMO_MINUTES; default 10)")
+    p.add_argument("--minutes", type=float, default=float(os.environ.get("DEMO_MINUTES", "12")),
+                   help="training wall time per policy in minutes (env DEMO_MINUTES; default 12)")
     p.add_argument("--episodes", type=int, default=int(os.environ.get("DEMO_EPISODES", "60")),
                    help="expert episodes generated per task (default 60)")
     p.add_argument("--eval-episodes", type=int, default=int(os.environ.get("DEMO_EVAL_EPISODES", "20")),
@@ -423,6 +430,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--act-steps-per-s", type=float, default=1.0, help="the same for ACT (measured ~1/s)")
     p.add_argument("--workers", type=int, default=2, help="generation worker processes")
     p.add_argument("--policies", default=",".join(POLICIES), help=f"subset of {','.join(POLICIES)}")
+    p.add_argument("--parallel-train", action=argparse.BooleanOptionalAction, default=True,
+                   help="train labvla and ACT at the same time, one core and one thread each (same wall time and "
+                        "hardware for both; default on); --no-parallel-train runs them one after the other")
     p.add_argument("--splits", default="id,ood")
     p.add_argument("--episode-length", type=int, default=None,
                    help="cut evaluation episodes to this many steps (smoke runs; default: the task's limit)")
@@ -485,29 +495,51 @@ def main(argv: list[str] | None = None) -> int:
     repo_id = f"local/{clean.name}"
 
     runs: list[TrainRun] = []
-    log_freq = 10
     common = [f"--dataset.repo_id={repo_id}", f"--dataset.root={clean}", f"--batch_size={args.batch_size}",
-              f"--log_freq={log_freq}", "--wandb.enable=false", "--num_workers=0"]
+              "--wandb.enable=false", "--num_workers=0"]
+    n_steps = {"labvla": args.steps or max(20, int(args.labvla_steps_per_s * args.minutes * 60)),
+               "act": args.steps or max(20, int(args.act_steps_per_s * args.minutes * 60))}
+    log_freq = {k: max(1, min(10, n // 20)) for k, n in n_steps.items()}
 
-    def steps(rate: float) -> list[str]:
+    def steps(name: str) -> list[str]:
         # A checkpoint every ~1/8 of the planned steps: the budget stop keeps the newest one.
-        n = args.steps or max(20, int(rate * args.minutes * 60))
-        return [f"--steps={n}", f"--save_freq={max(1, min(n, max(10, n // 8)))}"]
+        n = n_steps[name]
+        return [f"--steps={n}", f"--save_freq={max(1, min(n, max(10, n // 8)))}", f"--log_freq={log_freq[name]}"]
 
+    jobs: dict[str, list] = {}
     if "labvla" in args.policies:
-        banner(f"4a. lerobot-train labvla ({args.config.name}) for {args.minutes:g} min")
-        runs.append(train("labvla", [BIN / "lerobot-train", f"--config_path={args.config}",
-                                     f"--policy.image_size={args.image_size}", *common, *steps(args.labvla_steps_per_s),
-                                     f"--output_dir={out / 'train_labvla'}"],
-                          out / "train_labvla", args.minutes, log_freq))
-    if "act" in args.policies:
-        banner(f"4b. lerobot-train LeRobot's ACT (random-init ResNet18) for {args.minutes:g} min")
-        runs.append(train("act", [BIN / "lerobot-train", "--policy.type=act", "--policy.device=cpu",
-                                  "--policy.pretrained_backbone_weights=null", "--policy.push_to_hub=false",
-                                  "--policy.chunk_size=10", "--policy.n_action_steps=10", *common,
-                                  *steps(args.act_steps_per_s),
-                                  f"--output_dir={out / 'train_act'}"],
-                          out / "train_act", args.minutes, log_freq))
+        jobs["labvla"] = [BIN / "lerobot-train", f"--config_path={args.config}", f"--policy.image_size={args.image_size}",
+                          *common, *steps("labvla"), f"--output_dir={out / 'train_labvla'}"]
+    if "act" in args.policies:  # LeRobot's ACT, random-init ResNet18 (nothing downloads), same chunking as labvla
+        jobs["act"] = [BIN / "lerobot-train", "--policy.type=act", "--policy.device=cpu",
+                       "--policy.pretrained_backbone_weights=null", "--policy.push_to_hub=false",
+                       "--policy.chunk_size=10", "--policy.n_action_steps=10", *common, *steps("act"),
+                       f"--output_dir={out / 'train_act'}"]
+    parallel = args.parallel_train and len(jobs) > 1
+    if parallel:
+        banner(f"4. lerobot-train {' and '.join(jobs)} side by side, {args.minutes:g} min each, one core each")
+        results: dict[str, TrainRun | BaseException] = {}
+
+        def job(name: str) -> None:
+            try:
+                results[name] = train(name, jobs[name], out / f"train_{name}", args.minutes, log_freq[name], prefix=name,
+                                      env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+            except BaseException as exc:  # re-raised below, in the main thread
+                results[name] = exc
+
+        threads = [threading.Thread(target=job, args=(n,)) for n in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for name in jobs:
+            if isinstance(results[name], BaseException):
+                raise results[name]
+            runs.append(results[name])
+    else:
+        for k, (name, cmd) in enumerate(jobs.items()):
+            banner(f"4{'ab'[k]}. lerobot-train {name} for {args.minutes:g} min")
+            runs.append(train(name, cmd, out / f"train_{name}", args.minutes, log_freq[name]))
 
     banner("5. evaluation (lerobot-eval --env.type=labutopia) and baselines")
     evals = out / "eval"
