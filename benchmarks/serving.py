@@ -403,6 +403,7 @@ def main() -> None:
     ap.add_argument("--fixed-cost-repeats", type=int, default=2, help="independent runs of the fixed-cost comparison")
     ap.add_argument("--groups", nargs="+", default=["zero", "fixed", "model"], choices=["zero", "fixed", "model"],
                     help="which overhead comparisons to run (zero model, fixed-cost model, tiny checkpoint)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
     args = ap.parse_args()
     load_at_start, commit = os.getloadavg(), git_commit()  # the code the servers start from
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -480,8 +481,8 @@ def main() -> None:
         print(f"  {k:28s} {s['requests_per_s']:7.1f} req/s  (mean batch {s['mean_batch']:.1f}, rtt p50 {s['rtt_p50_ms']:.1f} ms)")
     print(f"  batching speed-up {speedup:.2f}x")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
         "git_commit": commit,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_avg_at_start": load_at_start, "load_avg_at_end": os.getloadavg()},
@@ -497,7 +498,7 @@ def main() -> None:
         "checkpoint": "tiny labvla (lerobot-train 1 step, backbone=tiny, 2x64 expert), CPU",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }, indent=2))
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
