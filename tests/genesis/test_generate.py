@@ -107,30 +107,76 @@ def test_lerobot_train_runs_on_the_dataset(dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_appends_and_a_failed_publish_keeps_the_dataset(dataset, tmp_path):
+def test_killed_run_leaves_a_loadable_dataset_and_resumes(dataset, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from genesis_helpers import BIN
+
+    out = tmp_path / "pick_up"
+    shutil.copytree(dataset, out)
+    before = np.stack(LeRobotDataset("local/labutopia_pick_up", root=out).hf_dataset["action"][:50])
+    cmd = [str(BIN / "labvla-genesis"), "generate", str(WF), "--episodes", "5", "--workers", "2", "--out", str(out),
+           "--image-size", str(IMAGE), "--seed", "0", "--flush-every", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            assert (out / "meta" / "info.json").is_file()  # never missing, not even during a publish
+            if json.loads((out / "generation_report.json").read_text())["kept"] >= 3:
+                break
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and its workers, mid-episode
+        proc.wait()
+    killed = LeRobotDataset("local/labutopia_pick_up", root=out)  # whatever moment the kill hit, it loads
+    assert killed.num_episodes >= 3
+    proc = generate(out, 5)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ds = LeRobotDataset("local/labutopia_pick_up", root=out)
+    assert ds.num_episodes == 5
+    np.testing.assert_array_equal(np.stack(ds.hf_dataset["action"][:50]), before)
+    report = json.loads((out / "generation_report.json").read_text())
+    assert report["kept"] == 5 and [a["attempt"] for a in report["attempts"]][:2] == [0, 1]
+    rows = [json.loads(line) for line in (out / "meta/genesis/episodes.jsonl").read_text().splitlines()]
+    assert [r["episode_index"] for r in rows] == list(range(5))
+    assert len({r["episode_metadata"]["seed"] for r in rows}) == 5  # no attempt published twice
+
+
+@pytest.mark.slow
+def test_a_failed_publish_keeps_the_dataset(dataset, tmp_path):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     from lerobot_labvla.genesis import export
 
     out = tmp_path / "pick_up"
     shutil.copytree(dataset, out)
-    before = LeRobotDataset("local/labutopia_pick_up", root=out).hf_dataset["action"][:50]
-    proc = generate(out, 3)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ds = LeRobotDataset("local/labutopia_pick_up", root=out)
-    assert ds.num_episodes == 3
-    np.testing.assert_array_equal(np.stack(ds.hf_dataset["action"][:50]), np.stack(before))
     report = json.loads((out / "generation_report.json").read_text())
-    assert report["kept"] == 3 and [a["attempt"] for a in report["attempts"]][:2] == [0, 1]
-    # A publish that dies half-way (a corrupt staged episode) leaves the published dataset as it was.
-    bad = tmp_path / "attempt_000099.npz"
+    bad = tmp_path / "attempt_000099.npz"  # a corrupt staged episode: publishing dies half-way
     bad.write_bytes(b"not an npz")
     with pytest.raises(Exception):
         export.publish(out, "local/labutopia_pick_up", [bad], report, fps=20)
     export.recover(out)
     assert not out.with_name("pick_up.partial").exists()
-    assert LeRobotDataset("local/labutopia_pick_up", root=out).num_episodes == 3
+    assert LeRobotDataset("local/labutopia_pick_up", root=out).num_episodes == 2
     # Resuming with other settings is refused in one line.
     proc = run_cli("labvla-genesis", "generate", str(WF), "--episodes", "3", "--out", str(out), "--seed", "1",
                    "--image-size", str(IMAGE))
     assert proc.returncode == 2 and "--seed 0" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_the_same_rollouts(tmp_path):
+    pytest.importorskip("ray")
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    out = tmp_path / "ray"
+    proc = run_cli("labvla-genesis", "generate", str(WF), "--episodes", "1", "--workers", "1", "--out", str(out),
+                   "--image-size", str(IMAGE), "--backend", "ray")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert LeRobotDataset("local/labutopia_pick_up", root=out).num_episodes == 1

@@ -1,8 +1,9 @@
 """Staged episodes -> a LeRobot v3.0 dataset, written with LeRobot's own writer, published atomically.
 
 The published dataset at `out` is only ever replaced whole: new episodes are appended to a copy
-(`<out>.partial`, via `LeRobotDataset.resume`), finalized, then swapped in by rename. A run killed
-at any moment leaves either the previous dataset or the new one, and the staged episodes to retry.
+(`<out>.partial`, via `LeRobotDataset.resume`), finalized, then exchanged with `out` in one atomic
+renameat2 call. A run killed at any moment leaves either the previous dataset or the new one at
+`out`, and the staged episodes to retry.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -111,13 +113,35 @@ def publish(out: Path, repo_id: str, staged: list[Path], report: dict, fps: int)
             f.write(json.dumps(row) + "\n")
     (work / REPORT).write_text(json.dumps(report, indent=2))
     t_write = time.perf_counter() - t1
+    _swap_in(work, out)
+    return {"encode_write": t_write, "copy": t_copy}
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Make `new` the directory at `out`: one atomic exchange on Linux (renameat2), else two renames."""
+    if out.exists() and _exchange(new, out):
+        shutil.rmtree(new)  # now holds the previous dataset
+        return
     old = _sibling(out, "old")
     if out.exists():
-        os.replace(out, old)
-    os.replace(work, out)
+        os.replace(out, old)  # a kill right here leaves `<out>.old`, which recover() moves back
+    os.replace(new, out)
     if old.exists():
         shutil.rmtree(old)
-    return {"encode_write": t_write, "copy": t_copy}
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def _schema_of(path: Path) -> tuple[list[str], tuple[str, ...], int]:

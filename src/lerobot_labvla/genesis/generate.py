@@ -12,6 +12,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -122,23 +123,21 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
     next_attempt = max(done, default=-1) + 1
     unpublished = sorted((r for r in staged.values() if r["kept"]), key=lambda r: r["attempt"])
 
-    def flush() -> None:
-        """Publish the staged episodes (if any), then persist the report and trim the staging log."""
+    publisher = _Publisher(out, repo_id, staging, episodes)
+
+    def flush(wait: bool = False) -> None:
+        """Publish the staged episodes in the background (rollouts go on meanwhile); `wait` for it."""
         nonlocal unpublished
-        report["attempts"] = sorted(done.values(), key=lambda r: r["attempt"])
-        _finish_report(report, episodes, timings)
-        if unpublished:
-            timings.update(export.publish(out, repo_id, [Path(r["path"]) for r in unpublished], report, fps=_fps()))
-            for r in unpublished:
-                Path(r["path"]).unlink(missing_ok=True)
-            unpublished = []
-            _finish_report(report, episodes, timings)
-        if (out / "meta" / "info.json").is_file():
-            export.write_report(out, report)
-            in_report = {a["attempt"] for a in report["attempts"]}
-            tmp = staging / "attempts.jsonl.tmp"
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in done.values() if r["attempt"] not in in_report))
-            os.replace(tmp, staging / "attempts.jsonl")
+        timings.update(publisher.collect(wait=True) if wait else publisher.collect())
+        if publisher.busy:
+            return
+        snapshot = {**report, "attempts": sorted((dict(r) for r in done.values()), key=lambda r: r["attempt"])}
+        _finish_report(snapshot, episodes, timings)
+        publisher.start(unpublished, snapshot)
+        unpublished = []
+        if wait:
+            timings.update(publisher.collect(wait=True))
+            report.update(publisher.last_report or snapshot)
 
     bar = tqdm(total=episodes, initial=min(kept, episodes), unit="ep", disable=not progress, dynamic_ncols=True,
                desc=f"genesis {wf.name}")
@@ -177,11 +176,66 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
         if pool is not None:
             pool.close()
         bar.close()
+        publisher.collect(wait=True, check=False)
+    flush(wait=True)
     timings["wall"] += time.perf_counter() - t_start
-    flush()
+    _finish_report(report, episodes, timings)
+    if (out / "meta" / "info.json").is_file():
+        export.write_report(out, report)
     if kept >= episodes and not any((staging).glob("*.npz")):
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+class _Publisher:
+    """Runs `export.publish` in a thread, one batch at a time; the main thread keeps collecting rollouts."""
+
+    def __init__(self, out: Path, repo_id: str, staging: Path, episodes: int):
+        self.out, self.repo_id, self.staging, self.episodes = out, repo_id, staging, episodes
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.timings: dict = {}
+        self.last_report: dict | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, batch: list[dict], report: dict) -> None:
+        self.thread = threading.Thread(target=self._run, args=(batch, report), name="genesis-publish", daemon=True)
+        self.thread.start()
+
+    def _run(self, batch: list[dict], report: dict) -> None:
+        try:
+            if batch:
+                self.timings = export.publish(self.out, self.repo_id, [Path(r["path"]) for r in batch], report,
+                                              fps=_fps())
+                for r in batch:
+                    Path(r["path"]).unlink(missing_ok=True)
+            if (self.out / "meta" / "info.json").is_file():  # the report lives in the dataset: none yet, keep the log
+                export.write_report(self.out, report)
+                self.last_report = report
+        except BaseException as exc:  # re-raised in the main thread by collect()
+            self.error = exc
+
+    def collect(self, wait: bool = False, check: bool = True) -> dict:
+        """Timings of a finished publish (and trim the staging log to what is not published yet)."""
+        if self.thread is None or (self.busy and not wait):
+            return {}
+        self.thread.join()
+        self.thread = None
+        if self.error is not None and check:
+            error, self.error = self.error, None
+            raise error
+        if self.last_report is not None:
+            published = {a["attempt"] for a in self.last_report["attempts"]}
+            log = self.staging / "attempts.jsonl"
+            rows = [r for r in _read_attempts(self.staging).values() if r["attempt"] not in published]
+            tmp = self.staging / "attempts.jsonl.tmp"
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            os.replace(tmp, log)
+        timings, self.timings = self.timings, {}
+        return timings
 
 
 def _fps() -> int:
