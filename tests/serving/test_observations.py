@@ -168,3 +168,14 @@ def test_official_labutopia_client_keys_need_no_key_map():
     assert decode_openpi(msg, THREE_CAMS, KeyMapper(THREE_CAMS)).task == "something else"
     with pytest.raises(BadRequest, match="missing observation key.*observation.images.right.*camera_2_rgb"):
         decode_openpi({k: v for k, v in msg.items() if k != "camera_2_rgb"}, THREE_CAMS, KeyMapper(THREE_CAMS))
+
+
+def test_a_checkpoint_with_camera_slots_takes_any_nonempty_subset_of_cameras():
+    # labvla masks an absent camera (as the official server does for a missing camera_<i>_rgb).
+    spec = ObservationSpec(THREE_CAMS.cameras, THREE_CAMS.vectors, needs_task=True, optional_cameras=True)
+    msg = {"camera_1_rgb": np.zeros((32, 32, 3), np.uint8), "camera_3_rgb": np.ones((32, 32, 3), np.uint8),
+           "state": np.zeros(8, np.float32), "prompt": "go"}
+    obs = decode_openpi(msg, spec, KeyMapper(spec))
+    assert list(obs.images) == ["observation.images.left", "observation.images.wrist"]
+    with pytest.raises(BadRequest, match=r"missing observation key\(s\) \(at least one camera\): observation.images.left"):
+        decode_openpi({"state": np.zeros(8, np.float32), "prompt": "go"}, spec, KeyMapper(spec))

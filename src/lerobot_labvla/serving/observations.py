@@ -38,11 +38,16 @@ class BadRequest(LabVLAError):
 
 @dataclass(frozen=True)
 class ObservationSpec:
-    """What one checkpoint reads: camera keys with (C, H, W), vector keys with shapes, and the task."""
+    """What one checkpoint reads: camera keys with (C, H, W), vector keys with shapes, and the task.
+
+    `optional_cameras`: the checkpoint masks a camera left out of a request (labvla's camera slots,
+    as the official LabVLA server does), so any non-empty subset of the cameras may be sent.
+    """
 
     cameras: dict[str, tuple[int, int, int]]
     vectors: dict[str, tuple[int, ...]]
     needs_task: bool
+    optional_cameras: bool = False
 
     @classmethod
     def from_policy_config(cls, config: Any, needs_task: bool) -> ObservationSpec:
@@ -54,7 +59,8 @@ class ObservationSpec:
                 cameras[key] = tuple(int(s) for s in feat.shape)
             elif feat.type in (FeatureType.STATE, FeatureType.ENV):
                 vectors[key] = tuple(int(s) for s in feat.shape)
-        return cls(cameras=cameras, vectors=vectors, needs_task=needs_task)
+        optional = getattr(config, "num_camera_slots", None) is not None  # labvla: absent camera = masked slot
+        return cls(cameras=cameras, vectors=vectors, needs_task=needs_task, optional_cameras=optional)
 
     def targets(self) -> list[str]:
         return [*self.cameras, *self.vectors, TASK]
@@ -268,7 +274,8 @@ def check_task(value: Any, max_chars: int | None = None) -> str:
 
 @dataclass
 class Observation:
-    """One validated request: images as sent (HWC or CHW), float32 vectors, the task string."""
+    """One validated request: images as sent (HWC or CHW; with `optional_cameras`, only those sent),
+    float32 vectors, the task string."""
 
     images: dict[str, np.ndarray]
     vectors: dict[str, np.ndarray]
@@ -279,16 +286,21 @@ def validate(mapped: dict[str, Any], spec: ObservationSpec, mapper: KeyMapper, m
     """Check every input the checkpoint needs; raise `BadRequest` on the first problem."""
     try:
         task = check_task(mapped[TASK], max_prompt_chars) if spec.needs_task or TASK in mapped else ""
-        images = {k: check_image(k, mapped[k], shape) for k, shape in spec.cameras.items()}
+        sent = [k for k in spec.cameras if k in mapped] if spec.optional_cameras else list(spec.cameras)
+        images = {k: check_image(k, mapped[k], spec.cameras[k]) for k in sent or spec.cameras}
         vectors = {k: check_vector(k, mapped[k], shape) for k, shape in spec.vectors.items()}
     except KeyError:  # rare: name every missing key at once, not just the first
-        missing = [t for t in [*spec.cameras, *spec.vectors] if t not in mapped]
+        cameras = list(spec.cameras)
+        if spec.optional_cameras and any(k in mapped for k in cameras):
+            cameras = []
+        missing = [t for t in [*cameras, *spec.vectors] if t not in mapped]
         if spec.needs_task and TASK not in mapped:
             missing.append(TASK)
         if not missing:
             raise  # a KeyError from a check itself: a bug, not the client's
         wanted = "; ".join(f"{t} (send as one of {mapper.expected_names(t)})" for t in missing)
-        raise BadRequest(f"missing observation key(s): {wanted}. Map other names with --key-map") from None
+        some = " (at least one camera)" if spec.optional_cameras and set(missing) & set(spec.cameras) else ""
+        raise BadRequest(f"missing observation key(s){some}: {wanted}. Map other names with --key-map") from None
     return Observation(images=images, vectors=vectors, task=task)
 
 

@@ -118,10 +118,28 @@ class PolicyRunner:
             out.append(img)
         return torch.stack(out)
 
-    @torch.inference_mode()
     def infer(self, obs: list[Observation]) -> np.ndarray:
-        """B observations → (B, T, A) float32 actions in the robot's units."""
-        batch: dict[str, Any] = {k: self._images(k, obs) for k in self.spec.cameras}
+        """B observations → (B, T, A) float32 actions in the robot's units.
+
+        Requests that left out different cameras (masked slots) cannot share a batch: each set of
+        cameras is one model call, and the rows go back in the order they came.
+        """
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, o in enumerate(obs):
+            groups.setdefault(tuple(k for k in self.spec.cameras if k in o.images), []).append(i)
+        if len(groups) == 1:
+            return self._infer(obs, next(iter(groups)))
+        out: np.ndarray | None = None
+        for cams, rows in groups.items():
+            actions = self._infer([obs[i] for i in rows], cams)
+            if out is None:
+                out = np.empty((len(obs), *actions.shape[1:]), np.float32)
+            out[rows] = actions
+        return out
+
+    @torch.inference_mode()
+    def _infer(self, obs: list[Observation], cameras: tuple[str, ...]) -> np.ndarray:
+        batch: dict[str, Any] = {k: self._images(k, obs) for k in cameras}
         for key in self.spec.vectors:
             batch[key] = torch.from_numpy(np.stack([o.vectors[key] for o in obs]))
         batch["task"] = [o.task for o in obs]
