@@ -16,7 +16,7 @@ from gymnasium import spaces
 
 from lerobot_labvla.envs.labutopia import ACTION_DIMS, CAMERAS, FPS, OBS_TYPES, STATE_DIM
 from lerobot_labvla.envs.labutopia.splits import get_split
-from lerobot_labvla.envs.labutopia.tasks import CAMERA_NAMES, get_task
+from lerobot_labvla.envs.labutopia.tasks import CAMERA_NAMES, Task, get_task
 from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.sim.control import ArmController, axis_angle_quat, quat_error, quat_mul
 from lerobot_labvla.sim.render import Cameras
@@ -37,10 +37,10 @@ class LabUtopiaEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": FPS}
 
-    def __init__(self, task: str = "pick_up", split: str = "id", obs_type: str = "pixels_agent_pos",
+    def __init__(self, task: str | Task = "pick_up", split: str = "id", obs_type: str = "pixels_agent_pos",
                  image_size: int = 224, episode_length: int | None = None, action_type: str = "ee_delta",
                  render_mode: str = "rgb_array"):
-        self.spec_task = get_task(task)
+        self.spec_task = task if isinstance(task, Task) else get_task(task)  # a Task object: a custom task
         self.split = get_split(split)
         if obs_type not in OBS_TYPES:
             raise LabVLAError(f"unknown obs_type {obs_type!r}; expected one of {list(OBS_TYPES)}")
@@ -50,7 +50,7 @@ class LabUtopiaEnv(gym.Env):
             raise LabVLAError(f"image_size {image_size} out of range; expected 16..1024 pixels")
         if episode_length is not None and episode_length < 1:
             raise LabVLAError(f"episode_length {episode_length} must be >= 1 (or None for the task default)")
-        self.task = task
+        self.task = self.spec_task.name
         self.task_description = self.spec_task.instruction
         self.obs_type, self.action_type, self.render_mode = obs_type, action_type, render_mode
         self.image_size = int(image_size)

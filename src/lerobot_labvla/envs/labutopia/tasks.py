@@ -69,7 +69,8 @@ def _instruction(rng: np.random.Generator, task: str, **names: str) -> str:
     return options[int(rng.integers(len(options)))].format(**names)
 
 
-def _scene(split: Split, grasp_assist: bool | tuple[str, ...] = False) -> SceneBuilder:
+def scene(split: Split, grasp_assist: bool | tuple[str, ...] = False) -> SceneBuilder:
+    """Bench, robot, the fixed cameras and the split's light: what every LabUtopia (and genesis) scene starts from."""
     b = SceneBuilder(bench_rgba=split.bench_rgba, grasp_assist=grasp_assist)
     b.add_robot()
     for name, cam in FIXED_CAMERAS.items():
@@ -160,7 +161,7 @@ def _named_glass(b: SceneBuilder, rng, split: Split, lay: Layout, slots, names=(
 
 class PickUp(Task):
     def build(self, rng, split):
-        b, lay = _scene(split), Layout(rng, split)
+        b, lay = scene(split), Layout(rng, split)
         glass = _named_glass(b, rng, split, lay, [(0.55, -0.08), (0.55, 0.12)])
         bx, by = lay.put(0.68, 0.3, 0.03)
         b.add(A.reagent_bottle, "bottle", [bx, by, 0.0])  # clutter
@@ -189,7 +190,7 @@ class PressButton(Task):
     SLOTS = ((0.48, -0.24), (0.58, 0.0), (0.48, 0.24))
 
     def build(self, rng, split):
-        b, lay = _scene(split), Layout(rng, split)
+        b, lay = scene(split), Layout(rng, split)
         colours = [split.button_colors[int(k)] for k in rng.permutation(len(split.button_colors))]
         panels = []
         for i, ((name, rgba), slot) in enumerate(zip(colours, self.SLOTS)):
@@ -227,7 +228,7 @@ class PressButton(Task):
 
 class OpenDoor(Task):
     def build(self, rng, split):
-        b, lay = _scene(split), Layout(rng, split)
+        b, lay = scene(split), Layout(rng, split)
         x, y = lay.put(0.74, 0.22, 0.2)
         if split.mirror:
             # The hinge is on the door's -y edge: keep the cabinet on the +y side of the robot so the
@@ -263,7 +264,7 @@ class PourLiquid(Task):
     def build(self, rng, split):
         # The only task with grasp assist, and only on the source: the beaker is rolled ~120 deg about the
         # grip axis, where pad friction alone lets it spin out of the fingers (see Sim.encloses).
-        b, lay = _scene(split, grasp_assist=("source",)), Layout(rng, split)
+        b, lay = scene(split, grasp_assist=("source",)), Layout(rng, split)
         dx, dy = lay.put(0.52, 0.13, 0.045)
         dst_rgba = (0.8, 0.9, 1.0, 0.35) if split.name == "id" else (0.95, 0.9, 0.7, 0.4)
         b.add(A.beaker, "target", [dx, dy, 0.0], radius=0.045, height=0.08, rgba=dst_rgba, mass=0.3)
@@ -295,7 +296,7 @@ class PourLiquid(Task):
 
 class HeatBeaker(Task):
     def build(self, rng, split):
-        b, lay = _scene(split), Layout(rng, split)
+        b, lay = scene(split), Layout(rng, split)
         hx, hy = lay.put(0.5, -0.2, 0.15, gap=0.03)
         b.add(A.hot_plate, "hot_plate", [hx, hy, 0.0], yaw=lay.yaw())
         g = split.glass(rng)
@@ -331,7 +332,7 @@ class HeatBeaker(Task):
 
 class TransportBeaker(Task):
     def build(self, rng, split):
-        b, lay = _scene(split), Layout(rng, split)
+        b, lay = scene(split), Layout(rng, split)
         zx, zy = lay.put(0.53, 0.22, 0.085, gap=0.0)
         zone_rgba, zone = ((0.1, 0.7, 0.2, 0.6), "green") if split.name == "id" else ((0.2, 0.4, 0.9, 0.6), "blue")
         b.add(A.target_zone, "zone", [zx, zy, 0.0], rgba=zone_rgba)
