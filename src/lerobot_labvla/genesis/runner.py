@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -212,7 +212,3 @@ def _clipped(env, target) -> bool:
     ctl = env.ctl
     want = np.concatenate([(target.pos - ctl.target_pos) / POS_SCALE, quat_error(target.quat, ctl.target_quat) / ROT_SCALE])
     return bool(np.any(np.abs(want) > 1.0))
-
-
-def summary_dict(s: EpisodeSummary) -> dict:
-    return asdict(s)
