@@ -272,3 +272,37 @@ def test_unknown_and_missing_keys_are_one_line(tmp_path):
     assert "\n" not in msg and "unknown keys (1): model.surprise.weight" in msg
     assert "missing keys (1): expert.dit_action_head.proj_out_1.bias" in msg
     assert not (tmp_path / "out").exists()
+
+
+def test_labvla_convert_cli_bad_dir_is_one_line_exit_2(tmp_path):
+    from policy_helpers import run_cli, stderr_without_noise
+
+    proc = run_cli("labvla-convert", "official", str(tmp_path / "nothing"), str(tmp_path / "out"))
+    err = stderr_without_noise(proc).strip()
+    assert proc.returncode == 2, err
+    assert err.startswith("labvla-convert: error: not an official LabVLA checkpoint: missing") and "\n" not in err
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_gripper_dims_normalize_by_quantiles_and_the_rest_by_mean_std():
+    from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature
+    from lerobot.processor import NormalizerProcessorStep
+    from lerobot.processor.converters import create_transition
+    from lerobot.lerobot_types import TransitionKey
+
+    from lerobot_labvla.policy.processor_labvla import quantile_dims_as_mean_std
+
+    g = torch.Generator().manual_seed(0)
+    q01 = -torch.rand(4, generator=g)
+    stats = {"action": {"mean": torch.randn(4, generator=g), "std": 0.5 + torch.rand(4, generator=g),
+                        "q01": q01, "q99": q01 + 0.5 + torch.rand(4, generator=g)}}
+    step = NormalizerProcessorStep(
+        features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(4,))},
+        norm_map={FeatureType.ACTION: NormalizationMode.MEAN_STD},
+        stats=quantile_dims_as_mean_std(stats, [3]),
+    )
+    x = torch.randn(5, 4, generator=g)
+    y = step(create_transition(action=x))[TransitionKey.ACTION]
+    s = stats["action"]
+    torch.testing.assert_close(y[:, :3], (x[:, :3] - s["mean"][:3]) / (s["std"][:3] + 1e-8))
+    torch.testing.assert_close(y[:, 3], 2 * (x[:, 3] - s["q01"][3]) / (s["q99"][3] - s["q01"][3]) - 1)
