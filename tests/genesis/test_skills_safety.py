@@ -89,3 +89,18 @@ def test_tipped_glassware_and_spilled_liquid_are_flagged():
         sim.step(sim.arm_qpos)
     mon.finish(30)
     assert "spill" in [r for r, *_ in mon.violations], mon.violations
+
+
+def test_custom_scenes_vary_layout_light_and_wording_per_seed():
+    from lerobot_labvla.envs.labutopia.splits import get_split
+    from lerobot_labvla.genesis.randomize import build_scene
+    from lerobot_labvla.genesis.workflow import load_workflow
+
+    wf = load_workflow(EXAMPLES / "heat_beaker_custom.yaml").workflow
+    scenes = [build_scene(wf, np.random.default_rng(seed), get_split("id")) for seed in range(8)]
+    sims = [b.build() for b, _ in scenes]
+    xs = {round(float(s.model.body("beaker_small").pos[0]), 4) for s in sims}
+    lights = {round(float(s.model.light_diffuse[0, 0]), 4) for s in sims}
+    wordings = {ctx["instruction"] for _, ctx in scenes}
+    assert len(xs) == 8 and len(lights) == 8 and len(wordings) == 3
+    assert all(abs(x - 0.5) <= wf.scene.jitter for x in xs)

@@ -1,6 +1,9 @@
-"""Scenes from a workflow: LabUtopia's own scene recipe, or the workflow's objects jittered per seed."""
+"""Scenes from a workflow: LabUtopia's own scene recipe, or the workflow's objects jittered per seed
+under a varied light, with one of the workflow's wordings of its instruction."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -40,7 +43,7 @@ def build_scene(wf: Workflow, rng: np.random.Generator, split) -> tuple[SceneBui
                    labutopia=wf.scene.labutopia, roles=task_roles(ctx, builder.assets))
         return builder, ctx
     pours = any(s.skill == "pour" for s in wf.steps)
-    b = _labutopia_scene(split)(split, grasp_assist=pours)
+    b = _labutopia_scene(split)(vary_lighting(split, rng), grasp_assist=pours)
     liquids = {}
     for o in wf.scene.objects:
         x, y = o.at[0] + rng.uniform(-wf.scene.jitter, wf.scene.jitter), o.at[1] + rng.uniform(-wf.scene.jitter, wf.scene.jitter)
@@ -72,4 +75,15 @@ def build_scene(wf: Workflow, rng: np.random.Generator, split) -> tuple[SceneBui
             count = max(4, round(o.contents.liquid * MAX_PARTICLES))
             b.add(A.particles, f"{o.name}_liquid", [x, y, 0.004], inner, count=count)
             liquids[o.name] = f"{o.name}_liquid"
-    return b, {"objects": {o.name: o.type for o in wf.scene.objects}, "liquids": liquids, "roles": {}}
+    wordings = [wf.instruction, *wf.paraphrases]
+    return b, {"objects": {o.name: o.type for o in wf.scene.objects}, "liquids": liquids, "roles": {},
+               "instruction": wordings[int(rng.integers(len(wordings)))]}
+
+
+def vary_lighting(split, rng: np.random.Generator):
+    """The split's light moved by up to 25 cm and dimmed/brightened by 15 %, the bench tinted by 3 %."""
+    pos = np.asarray(split.light_pos) + rng.uniform(-0.25, 0.25, 3) * [1, 1, 0.4]
+    diffuse = np.clip(np.asarray(split.light_diffuse) * rng.uniform(0.85, 1.15), 0, 1)
+    bench = np.clip(np.asarray(split.bench_rgba) + [*rng.uniform(-0.03, 0.03, 3), 0.0], 0, 1)
+    return dataclasses.replace(split, light_pos=tuple(pos.tolist()), light_diffuse=tuple(diffuse.tolist()),
+                               bench_rgba=tuple(bench.tolist()))

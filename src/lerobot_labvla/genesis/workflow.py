@@ -200,6 +200,7 @@ class Step(_Strict):
 class Workflow(_Strict):
     name: str
     instruction: str
+    paraphrases: list[str] = Field(default_factory=list, description="other wordings; each episode draws one")
     robot: Literal["fr3"] = "fr3"
     max_steps: int | None = Field(None, ge=20, le=5000, description="control steps per episode (default: from the steps)")
     scene: Scene
@@ -323,10 +324,3 @@ def load_workflow(path: str | Path) -> LoadedWorkflow:
     if not path.is_file():
         raise LabVLAError(f"workflow file {str(path)!r} not found; fix: pass the path of a .yaml workflow")
     return parse_workflow(path.read_text(), str(path))
-
-
-def dump_workflow(wf: Workflow) -> str:
-    """The workflow as YAML (aliases `from`/`with` restored, defaults left out)."""
-    data = wf.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True, mode="json")
-    data = {"name": wf.name, "instruction": wf.instruction, **{k: v for k, v in data.items() if k not in ("name", "instruction")}}
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)
