@@ -206,27 +206,3 @@ def test_a_new_client_failing_in_a_batch_of_proven_ones_costs_them_one_extra_cal
     assert isinstance(results[1], InferenceError)
     assert after == [[1, "bad", 2, 3], [1, 2, 3], ["bad"]]
 
-
-def test_a_lone_client_runs_on_the_loop_and_two_go_to_the_worker():
-    threads: list = []
-
-    def infer(obs: list) -> np.ndarray:
-        threads.append(threading.current_thread().name)
-        time.sleep(0.01)
-        return np.zeros((len(obs), 10, 7), np.float32)
-
-    connections = [1]
-
-    async def main():
-        b = Batcher(infer, max_batch=8, timeout_s=0.005, open_connections=lambda: connections[0])
-        b.start()
-        for _ in range(3):
-            await b.submit(0, "lone")
-        connections[0] = 2  # another client is connected
-        await b.submit(0, "lone")
-        await b.stop()
-
-    run(main())
-    loop_thread = threading.current_thread().name
-    assert threads[0] != loop_thread  # no model time known yet: worker thread
-    assert threads[1:3] == [loop_thread] * 2 and threads[3] != loop_thread, threads

@@ -5,8 +5,8 @@ them in arrival order (up to `max_batch`, at most one per client). The batcher n
 connections that are not sending: it waits for more only while requests it already has are still
 being decoded (the server reports how many), at most `timeout_s` or half the recent model time,
 whichever is less. A model faster than `INLINE_BELOW_S` skips all of this and runs on the event
-loop, one request at a time; so does a model faster than `LONE_INLINE_BELOW_S` for the requests of
-a lone client (the server's only connection), as in openpi's server.
+loop, one request at a time. Slower models always run on the one worker thread, even for a lone
+client (see `INLINE_BELOW_S`).
 
 A batch that fails inside the model is split and each part retried: first the requests of clients
 whose requests have run before apart from the others (the usual culprit is a new client), then in
@@ -36,18 +36,12 @@ logger = logging.getLogger(__name__)
 # A model whose batches take less than this runs on the event loop, one request at a time, as
 # openpi's server does: a hop to the worker thread (two context switches, more on a busy machine) and
 # batching would cost more than the model. Slower models run batched on the worker thread so that
-# the loop keeps answering other clients meanwhile.
+# the loop keeps answering other clients meanwhile, and only there: running a torch model on the
+# loop for a lone client (to save the hop: ~0.5 ms of p50 with a 20 ms model) and on the worker
+# thread for batches gave 39 batched requests/s on the tiny CPU checkpoint against 96 without it, in
+# one A/B on the loaded 2-core box (benchmarks/serving.py; probably OpenMP's thread team per calling
+# thread).
 INLINE_BELOW_S = 0.0005
-# With a model faster than this, the requests of a lone client (the server's only connection) also run
-# on the event loop. Only the one connection: with two, a request of the other would sit unread in
-# its socket while the loop is busy, look lone in turn, and the server would serialize every model
-# call as openpi's does. A lone client has nobody to hold up but a new connection's handshake, which
-# waits at most that one call. The hop to the worker thread costs two thread
-# wake-ups on the request's path (the worker's, then the loop's): ~0.5 ms at the median and ~10 ms
-# at p99 on the loaded 2-core development box, against openpi's server, which runs every model call
-# on its loop (benchmarks/serving.py, 20 ms model, 1 client). Slower models go to the thread, where
-# the hop is noise and a stalled loop would hold up health checks and handshakes for longer.
-LONE_INLINE_BELOW_S = 0.1
 RECENT_BATCHES = 15  # the model-time estimate is the median of this many recent batches
 
 
@@ -80,7 +74,6 @@ class Batcher:
         max_batch: int = 8,
         timeout_s: float = 0.005,
         arriving: Callable[[], int] = lambda: 0,
-        open_connections: Callable[[], int] | None = None,
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -88,7 +81,6 @@ class Batcher:
         self.max_batch = max_batch
         self.timeout_s = max(0.0, timeout_s)
         self._arriving = arriving  # requests received by the server and not yet submitted
-        self._open_connections = open_connections  # None: no request counts as a lone client's
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labvla-infer")
@@ -138,11 +130,7 @@ class Batcher:
         Batching cannot pay off when the model costs less than the queueing. A plain call, not a
         coroutine: this is the whole per-request path for such a model.
         """
-        if self._thread_busy or self._queue:
-            return None
-        lone = (self._open_connections is not None and self._model_s is not None
-                and self._model_s < LONE_INLINE_BELOW_S and self._open_connections() == 1)
-        if not (self._fast or lone):
+        if not self._fast or self._thread_busy or self._queue:
             return None
         try:
             actions, infer_ms = self._timed([obs])

@@ -283,8 +283,7 @@ class InferenceServer:
         """Serve until SIGTERM/SIGINT (or `request_stop`), then drain in-flight requests and exit."""
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.batcher = Batcher(self.runner.infer, *self._batcher_args, arriving=lambda: self._arriving,
-                               open_connections=lambda: len(self._connections))
+        self.batcher = Batcher(self.runner.infer, *self._batcher_args, arriving=lambda: self._arriving)
         self.batcher.start()
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
