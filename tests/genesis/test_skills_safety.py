@@ -104,3 +104,30 @@ def test_custom_scenes_vary_layout_light_and_wording_per_seed():
     wordings = {ctx["instruction"] for _, ctx in scenes}
     assert len(xs) == 8 and len(lights) == 8 and len(wordings) == 3
     assert all(abs(x - 0.5) <= wf.scene.jitter for x in xs)
+
+
+def test_an_attempt_that_raises_is_rejected_not_fatal(tmp_path, monkeypatch):
+    wf = write(tmp_path, """name: into_oven
+instruction: put the beaker into the oven
+scene:
+  objects:
+    - {name: beaker, type: beaker, at: [0.45, -0.1]}
+    - {name: oven, type: cabinet, at: [0.72, 0.3]}
+steps:
+  - open: {target: oven.door}
+  - pick: {object: beaker}
+  - place: {object: beaker, on: oven}
+""")
+    from lerobot_labvla.genesis.validate import validate
+    from lerobot_labvla.genesis.workflow import load_workflow
+
+    found = validate(load_workflow(wf))
+    assert [i.severity for i in found] == ["warning"] and "not simulated yet" in found[0].message
+
+    def boom(m, *args, **kwargs):
+        yield from m.hold(2)
+        raise RuntimeError("simulation went unstable")
+
+    monkeypatch.setattr(genesis_skills, "press_z", boom)
+    s = dry_run(EXAMPLES / "press_z_panel.yaml")
+    assert not s.kept and s.reason == "error:RuntimeError" and "unstable" in s.detail, s

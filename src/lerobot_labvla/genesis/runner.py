@@ -57,7 +57,18 @@ def _cameras():
 
 
 def run_episode(job: EpisodeJob) -> EpisodeSummary:
-    """Roll out one attempt; keep it (staged .npz) only if every checker passed and nothing was unsafe."""
+    """Roll out one attempt; keep it (staged .npz) only if every checker passed and nothing was unsafe.
+
+    An exception inside the attempt (an unstable simulation, a skill that cannot run in this scene)
+    rejects that attempt with reason `error:<Type>`; the run goes on.
+    """
+    try:
+        return _run_episode(job)
+    except Exception as exc:  # noqa: BLE001 - one bad attempt must not end a 500-episode run
+        return EpisodeSummary(job.attempt, job.seed, False, f"error:{type(exc).__name__}", " ".join(str(exc).split())[:300])
+
+
+def _run_episode(job: EpisodeJob) -> EpisodeSummary:
     os.environ.setdefault("LP_NUM_THREADS", "1")  # one software-rendering thread per worker
     from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
     from lerobot_labvla.genesis.safety import SafetyMonitor

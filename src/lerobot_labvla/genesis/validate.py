@@ -191,6 +191,10 @@ def validate(loaded: LoadedWorkflow) -> list[Issue]:
                     err(("steps", i, skill, "on"), f"step {i + 1} (place): {a.on} is closed; cannot place into it",
                         f"add `- open: {{target: {a.on}.door}}` before picking {a.object} (the hand must be empty to open)")
                     continue
+                if target.type in DOOR_DEVICES:
+                    err(("steps", i, skill, "on"), f"step {i + 1} (place): placing inside a {target.type} is not "
+                        "simulated yet; `generate` rejects these attempts", "place on a hot_plate / target_zone or at: [x, y]",
+                        severity="warning")
                 s.on[a.object] = a.on
             else:
                 x, y = a.at
