@@ -128,7 +128,9 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
     def flush(wait: bool = False) -> None:
         """Publish the staged episodes in the background (rollouts go on meanwhile); `wait` for it."""
         nonlocal unpublished
+        t0 = time.perf_counter()
         timings.update(publisher.collect(wait=True) if wait else publisher.collect())
+        timings["publish_wait"] += time.perf_counter() - t0  # wall time the rollouts waited on publishing
         if publisher.busy:
             return
         snapshot = {**report, "attempts": sorted((dict(r) for r in done.values()), key=lambda r: r["attempt"])}
@@ -136,7 +138,9 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
         publisher.start(unpublished, snapshot)
         unpublished = []
         if wait:
+            t0 = time.perf_counter()
             timings.update(publisher.collect(wait=True))
+            timings["publish_wait"] += time.perf_counter() - t0
             report.update(publisher.last_report or snapshot)
 
     bar = tqdm(total=episodes, initial=min(kept, episodes), unit="ep", disable=not progress, dynamic_ncols=True,

@@ -41,7 +41,7 @@ class EpisodeSummary:
     detail: str = ""
     frames: int = 0
     path: str = ""
-    timings: dict = field(default_factory=dict)  # seconds: physics, render, write
+    timings: dict = field(default_factory=dict)  # seconds: physics, render (+ annotations), stage (.npz)
 
 
 def episode_seed(seed: int, attempt: int) -> int:
@@ -143,7 +143,7 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
             reason, success = f"safety:{reason}", False
         if not success or not job.record:
             return EpisodeSummary(job.attempt, job.seed, success, "success" if success else reason, detail, len(tcp_path),
-                                  timings={"physics": t_phys, "render": t_render, "write": 0.0})
+                                  timings={"physics": t_phys, "render": t_render, "stage": 0.0})
         t0 = time.perf_counter()
         meta = {
             "camera_intrinsics": {c: cams.intrinsics(c).round(4).tolist() for c in cameras},
@@ -169,7 +169,7 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
         os.replace(tmp, path)
         t_write = time.perf_counter() - t0
         return EpisodeSummary(job.attempt, job.seed, True, "success", "", len(rec["state"]), str(path),
-                              {"physics": t_phys, "render": t_render, "write": t_write})
+                              {"physics": t_phys, "render": t_render, "stage": t_write})
     finally:
         env.close()
         if cams is not None:
