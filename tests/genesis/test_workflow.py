@@ -188,3 +188,20 @@ def test_llm_compile_loads_a_local_model_and_validates_its_answer(tmp_path):
         compile_with_llm("take the beaker", tmp_path / "llm", max_new_tokens=8)
     with pytest.raises(LabVLAError, match="not a model directory"):
         compile_with_llm("take the beaker", tmp_path / "nope")
+
+
+def test_generate_refuses_bad_input_in_one_line(tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    bad = write(tmp_path, HEAD + SCENE + "steps:\n  - place: {object: beaker, on: hot_plate}\n")
+    for args, words in [
+        ([str(EXAMPLES / "labutopia_pick_up.yaml"), "--out", str(foreign)], "is not a RoboGenesis dataset"),
+        ([str(bad), "--out", str(tmp_path / "new")], "'beaker' is not in the hand"),
+        ([str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "new")], "not found"),
+        ([str(EXAMPLES / "labutopia_pick_up.yaml"), "--out", str(tmp_path / "new"), "--episodes", "0"], ">= 1"),
+    ]:
+        proc = run_cli("labvla-genesis", "generate", *args)
+        assert proc.returncode == 2 and words in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert (foreign / "notes.txt").read_text() == "keep me" and not (tmp_path / "new").exists()

@@ -96,6 +96,9 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
     repo_id = repo_id or f"local/{wf.name}"
     max_attempts = max_attempts or 3 * episodes + 10
     export.recover(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and export.load_report(out) is None)):
+        raise LabVLAError(f"--out {out} exists and is not a RoboGenesis dataset (no {export.REPORT}); "
+                          "fix: pick a new directory (generate replaces --out as a whole when it publishes)")
     staging = out.with_name(out.name + ".staging")
     staging.mkdir(parents=True, exist_ok=True)
     text = Path(loaded.file).read_text() if Path(loaded.file).is_file() else None
