@@ -71,6 +71,8 @@ def write_official(root, *, ki: bool, interleave: bool = True):
     vlm_dir = root / "qwen"
     shutil.copytree(TINY_TOKENIZER_DIR, vlm_dir)
     (vlm_dir / "config.json").write_text(json.dumps(tiny_backbone_config()))
+    # The processor's pixel budget decides the token count (Qwen3-VL ships shortest_edge 65536: 224 -> 256).
+    (vlm_dir / "preprocessor_config.json").write_text(json.dumps({"size": {"shortest_edge": IMG * IMG, "longest_edge": 16777216}}))
     model_dir = root / "ckpt" / "pretrained_model"
     model_dir.mkdir(parents=True)
     tensors = official_tensors(ki)
@@ -306,3 +308,37 @@ def test_gripper_dims_normalize_by_quantiles_and_the_rest_by_mean_std():
     s = stats["action"]
     torch.testing.assert_close(y[:, :3], (x[:, :3] - s["mean"][:3]) / (s["std"][:3] + 1e-8))
     torch.testing.assert_close(y[:, 3], 2 * (x[:, 3] - s["q01"][3]) / (s["q99"][3] - s["q01"][3]) - 1)
+
+
+@pytest.mark.slow
+def test_converted_checkpoint_fine_tunes_with_lerobot_train(tmp_path, ds7):
+    """The user path: `labvla-convert official` then `lerobot-train --policy.path` on another embodiment."""
+    from policy_helpers import assert_ok, losses, run_cli, train_args
+
+    ckpt, *_ = write_official(tmp_path, ki=True)
+    proc = run_cli("labvla-convert", "official", str(ckpt), str(tmp_path / "converted"))
+    assert_ok(proc)
+    proc = run_cli(
+        "lerobot-train",
+        f"--policy.path={tmp_path / 'converted'}",
+        "--policy.mode=finetune",
+        "--policy.device=cpu",
+        "--policy.push_to_hub=false",
+        *train_args(ds7, tmp_path / "train", steps=2),
+    )
+    assert_ok(proc)
+    assert len(losses(proc)) == 2 and all(math.isfinite(v) for v in losses(proc))
+    assert (tmp_path / "train" / "checkpoints" / "000002" / "pretrained_model" / "model.safetensors").exists()
+
+
+def test_official_224_images_become_the_processors_256_and_64_tokens():
+    from lerobot_labvla.policy.backbone import QwenBackbone, build_tiny_tokenizer, build_vlm
+    from lerobot_labvla.policy.convert_official import processor_image_size
+
+    assert processor_image_size(224, "Qwen/Qwen3-VL-4B-Instruct") == 256  # Qwen3-VL min_pixels 65536
+    vlm, _ = build_vlm("tiny", None, load_weights=True, attn_implementation="sdpa", dtype=torch.float32)
+    backbone = QwenBackbone(vlm, build_tiny_tokenizer(), image_size=256, num_camera_slots=3, pad_image_size=224)
+    wide = torch.rand(1, 3, 240, 320)
+    out = backbone.resize(wide)
+    assert out.shape == (1, 3, 256, 256) and backbone.tokens_per_image == 64
+    assert out[..., :20, :].abs().max() < 1e-3 < out[..., 120:136, :].abs().max()  # letterboxed, centred

@@ -252,8 +252,11 @@ class QwenBackbone(nn.Module):
     dropped (the official model runs `visual` and then `language_model` on the merged embeddings).
     """
 
-    def __init__(self, vlm, tokenizer, *, image_size: int, num_camera_slots: int, state_dim: int | None = None):
+    def __init__(
+        self, vlm, tokenizer, *, image_size: int, num_camera_slots: int, state_dim: int | None = None, pad_image_size: int | None = None
+    ):
         super().__init__()
+        self.pad_image_size = pad_image_size
         self.vlm = vlm
         self.tokenizer = tokenizer
         self.image_size = image_size
@@ -307,7 +310,7 @@ class QwenBackbone(nn.Module):
         attention = torch.tensor([vision_mask + row for row in text["attention_mask"]], dtype=torch.long)
         # Cameras interleaved per sample (sample 0: slot 0, slot 1, ..., sample 1: ...), the order the
         # image tokens appear in the flattened batch.
-        pix = torch.stack([resize_with_pad(im, self.image_size) for im in slots], dim=1).flatten(0, 1)
+        pix = torch.stack([self.resize(im) for im in slots], dim=1).flatten(0, 1)
         pixel_values = patchify(pix, size=self.image_size, patch=self.patch, temporal=self.temporal, merge=self.merge)
         grid = torch.tensor([[1, self.grid, self.grid]] * pix.shape[0], dtype=torch.long)
         return {
@@ -318,6 +321,14 @@ class QwenBackbone(nn.Module):
             "image_grid_thw": grid.to(device),
             "batch_size": bsz,
         }
+
+    def resize(self, images: Tensor) -> Tensor:
+        """Resize-with-pad (to `pad_image_size` first, then bicubic to `image_size`, as the HF processor)."""
+        if self.pad_image_size is None or self.pad_image_size == self.image_size:
+            return resize_with_pad(images, self.image_size)
+        padded = resize_with_pad(images, self.pad_image_size)
+        size = (self.image_size, self.image_size)
+        return F.interpolate(padded, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
     def embed_prefix(self, inputs: dict) -> tuple[Tensor, Tensor, Tensor]:
         """Vision-merged embeddings `(B, L, H)`, M-RoPE positions `(3, B, L)`, attention `(B, L)`."""

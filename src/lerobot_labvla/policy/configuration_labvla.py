@@ -42,6 +42,10 @@ class LabVLAConfig(PreTrainedConfig):
     tokenizer: str | None = None
     freeze_backbone: bool = False
     image_size: int = 224
+    # Two-stage resize of the official pipeline: resize-with-pad to `pad_image_size` (official
+    # image_resolution, 224), then the Qwen3-VL processor's smart resize to `image_size` (its
+    # min_pixels 65536 turns 224 into 256, i.e. 64 tokens per camera). None = pad straight to image_size.
+    pad_image_size: int | None = None
     # The official layout: `num_camera_slots` fixed camera slots (resize-with-pad to `image_size`);
     # slots without a configured camera, or whose camera is absent from the batch, are masked out.
     num_camera_slots: int = 3

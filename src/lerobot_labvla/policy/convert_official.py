@@ -63,6 +63,25 @@ def find_files(ckpt_dir: Path) -> dict[str, Path]:
     return files
 
 
+QWEN3_VL_MIN_PIXELS = 65536  # Qwen3-VL preprocessor_config.json: size.shortest_edge
+QWEN3_VL_MAX_PIXELS = 16777216
+
+
+def processor_image_size(resolution: int, vlm_dir: str) -> int:
+    """The side the official Qwen3-VL image processor resizes a `resolution`² image to (smart_resize)."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    size = {}
+    cfg = Path(vlm_dir) / "preprocessor_config.json"
+    if cfg.exists():
+        size = json.loads(cfg.read_text()).get("size") or {}
+    h, _ = smart_resize(
+        resolution, resolution, factor=32,
+        min_pixels=size.get("shortest_edge", QWEN3_VL_MIN_PIXELS), max_pixels=size.get("longest_edge", QWEN3_VL_MAX_PIXELS),
+    )
+    return int(h)
+
+
 def labvla_config_from_official(official: dict, schema: dict, stats: dict, *, backbone: str, backbone_config: dict):
     """Our `LabVLAConfig` for an official config.json + schema + norm stats."""
     from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature
@@ -99,7 +118,8 @@ def labvla_config_from_official(official: dict, schema: dict, stats: dict, *, ba
         backbone_config=backbone_config,
         random_init_backbone=True,
         dtype=official.get("dtype", "bfloat16"),
-        image_size=int(height),
+        image_size=processor_image_size(int(height), backbone),
+        pad_image_size=int(height),
         num_camera_slots=3,
         max_prompt_tokens=int(official.get("tokenizer_max_length", 48)),
         vlm_state_token=state_token,

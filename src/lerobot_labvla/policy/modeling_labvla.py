@@ -14,10 +14,9 @@ from collections import deque
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from lerobot.configs import FeatureType, NormalizationMode, PreTrainedConfig
+from lerobot.configs import PreTrainedConfig
 from lerobot.policies.common.flow_matching import euler_integrate, sample_noise, sample_time_beta
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_STATE
@@ -28,48 +27,13 @@ from lerobot_labvla.policy.action_expert import ActionExpert
 from lerobot_labvla.policy.backbone import QwenBackbone, build_vlm, load_tokenizer
 from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
 from lerobot_labvla.policy.processor_labvla import PROMPT_KEY  # importing it registers the steps checkpoints name
+from lerobot_labvla.policy.fast_data import fit_fast_tokenizer
 from lerobot_labvla.policy.fast_tokenizer import FILE_NAME as FAST_FILE, FastTokenizer
+from lerobot_labvla.policy.normalization_checks import check_stats
 
 logger = logging.getLogger(__name__)
 
 TOKENIZER_DIR = "tokenizer"
-REQUIRED_STATS = {
-    NormalizationMode.MEAN_STD: ("mean", "std"),
-    NormalizationMode.MIN_MAX: ("min", "max"),
-    NormalizationMode.QUANTILES: ("q01", "q99"),
-    NormalizationMode.QUANTILE10: ("q10", "q90"),
-}
-
-
-def check_stats(config: LabVLAConfig, stats: dict | None, *, source: str = "dataset stats") -> None:
-    """Raise if `stats` lacks anything the normalizer needs.
-
-    LeRobot's normalizer passes a feature through unnormalized when its stats are missing; a
-    policy trained or run that way fails silently, so labvla refuses instead.
-    """
-    missing, not_finite = [], []
-    for key, feature in {**config.input_features, **config.output_features}.items():
-        mode = config.normalization_mapping.get(feature.type.value, NormalizationMode.IDENTITY)
-        if mode is NormalizationMode.IDENTITY:
-            continue
-        have = (stats or {}).get(key) or {}
-        lacking = [name for name in REQUIRED_STATS[mode] if name not in have]
-        if lacking:
-            missing.append(f"{key} [{', '.join(lacking)}]")
-        elif not all(np.isfinite(np.asarray(have[name], dtype=np.float64)).all() for name in REQUIRED_STATS[mode]):
-            not_finite.append(key)
-    if not_finite:
-        raise LabVLAError(
-            f"{source} contain NaN/Inf for {', '.join(not_finite)}: the data has NaN/Inf values; "
-            "find and drop those episodes with `labvla-data scan` / `labvla-data clean`"
-        )
-    if missing:
-        raise LabVLAError(
-            f"{source} lack what labvla normalizes ({config.normalization_mapping['STATE'].value} state/action): "
-            f"{'; '.join(missing)}. Recompute them: `lerobot-edit-dataset --operation.type recompute_stats`"
-        )
-
-
 class FastHead(nn.Module):
     """The official KI head: FAST token embedding into the VLM width and a float32 classifier back."""
 
@@ -89,7 +53,8 @@ class LabVLAPolicy(PreTrainedPolicy):
 
     config_class = LabVLAConfig
     name = "labvla"
-    _fsdp_wrap_modules: ClassVar[list[str]] = ["DiTBlock", "Qwen3VLTextDecoderLayer", "Qwen3VLVisionBlock"]
+    # FSDP shard units: accelerate's TRANSFORMER_BASED_WRAP reads `_no_split_modules` (configs/accelerate/fsdp.yaml).
+    _no_split_modules: ClassVar[list[str]] = ["DiTBlock", "Qwen3VLTextDecoderLayer", "Qwen3VLVisionBlock"]
 
     def __init__(
         self,
@@ -118,6 +83,7 @@ class LabVLAPolicy(PreTrainedPolicy):
             load_tokenizer(tokenizer_source),
             image_size=config.image_size,
             num_camera_slots=config.num_camera_slots,
+            pad_image_size=config.pad_image_size,
             state_dim=config.max_state_dim if config.uses_vlm_state_token else None,
         )
         self.expert = ActionExpert(
@@ -149,8 +115,11 @@ class LabVLAPolicy(PreTrainedPolicy):
         self.reset()
 
     # --- LeRobot policy API ---------------------------------------------------------------
-    def get_optim_params(self):
-        return [p for p in self.parameters() if p.requires_grad]
+    def get_optim_params(self) -> list[dict]:
+        """AdamW parameter groups of the official recipe (see `parallelize.optim_param_groups`)."""
+        from lerobot_labvla.policy.parallelize import optim_param_groups
+
+        return optim_param_groups(self)
 
     def reset(self) -> None:
         self._action_queue: deque[Tensor] = deque(maxlen=self.config.n_action_steps)
@@ -191,7 +160,7 @@ class LabVLAPolicy(PreTrainedPolicy):
             metrics["fast_acc"] = (hits.sum() / fast_mask.sum().clamp(min=1)).item()
             weight = 1.0 if self.config.mode == "fast_pretrain" else self.config.fast_loss_weight
             loss = loss + weight * fast_loss
-            per_sample = per_sample + weight * fast_loss.detach()
+            per_sample = per_sample + weight * (token_ce * fast_mask).sum(1) / fast_mask.sum(1).clamp(min=1)
         if self.config.uses_expert:
             # Knowledge insulation: in `ki` the expert reads detached VLM states, so the FM loss
             # trains the expert only and the backbone learns from the FAST loss alone.
@@ -329,8 +298,8 @@ class LabVLAPolicy(PreTrainedPolicy):
                 f"--policy.mode={self.config.mode} needs a FAST tokenizer: train from a dataset (it is fitted "
                 "at start) or from a checkpoint that has fast_tokenizer.json"
             )
-        encoded = self.fast.encode(actions.detach().float().cpu().numpy())
-        seqs = [seq[: self.config.max_fast_tokens] + [self._fast_eos] for seq in encoded]
+        encoded = self.fast.encode_targets(actions.detach().float().cpu().numpy(), self.config.max_fast_tokens)
+        seqs = [seq + [self._fast_eos] for seq in encoded]
         length = max(map(len, seqs))
         ids = torch.zeros(len(seqs), length, dtype=torch.long)
         mask = torch.zeros(len(seqs), length, dtype=torch.bool)
@@ -402,8 +371,7 @@ def _checkpoint_files(path: str, hub: dict) -> Path:
         snapshot_download(
             path,
             allow_patterns=[f"{TOKENIZER_DIR}/*", FAST_FILE, "policy_preprocessor*"],
-            revision=hub.get("revision"),
-            cache_dir=hub.get("cache_dir"),
+            **hub,
         )
     )
 
@@ -425,42 +393,3 @@ def _saved_normalizer_stats(checkpoint_dir: Path) -> dict | None:
                 stats.setdefault(key, {})[stat] = tensor
             return stats
     return None
-
-
-def fit_fast_tokenizer(config: LabVLAConfig, dataset_meta, dataset_stats: dict | None) -> tuple[FastTokenizer | None, dict | None]:
-    """Fit FAST on the training set's normalized, padded action chunks; hold out 10% to report error."""
-    from lerobot_labvla.policy.fast_data import load_action_chunks
-
-    if dataset_meta is None:
-        return None, None
-    chunks = load_action_chunks(dataset_meta.root, config.chunk_size, max_chunks=config.fast_fit_max_chunks)
-    if dataset_stats is not None and ACTION in dataset_stats:
-        chunks = normalize_actions(config, dataset_stats, chunks)
-    chunks = np.pad(chunks, ((0, 0), (0, 0), (0, config.max_action_dim - chunks.shape[-1])))
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(chunks))
-    n_hold = max(1, len(chunks) // 10) if len(chunks) > 1 else 0
-    held, train = chunks[order[:n_hold]], chunks[order[n_hold:]]
-    fast = FastTokenizer.fit(train, vocab_size=config.fast_vocab_size, scale=config.fast_scale)
-    report = {"train_chunks": int(len(train)), "heldout_chunks": int(len(held))}
-    if len(held):
-        mae, errors = fast.round_trip_error(held)
-        lengths = [len(s) for s in fast.encode(held)]
-        report.update(heldout_mae=mae, heldout_decode_errors=errors, mean_tokens=float(np.mean(lengths)))
-    logger.info("FAST tokenizer fitted: %s", report)
-    return fast, report
-
-
-def normalize_actions(config: LabVLAConfig, stats: dict, chunks: np.ndarray) -> np.ndarray:
-    """Normalize `(N, T, A)` actions exactly as the preprocessor will (LeRobot's own normalizer)."""
-    from lerobot.processor import NormalizerProcessorStep
-    from lerobot.processor.converters import create_transition
-    from lerobot.lerobot_types import TransitionKey
-
-    step = NormalizerProcessorStep(
-        features={ACTION: config.output_features[ACTION]},
-        norm_map={FeatureType.ACTION: config.normalization_mapping["ACTION"]},
-        stats={ACTION: stats[ACTION]},
-    )
-    out = step(create_transition(action=torch.from_numpy(chunks).float()))
-    return out[TransitionKey.ACTION].numpy()
