@@ -162,7 +162,10 @@ def scan_and_clean(raw: Path, clean: Path) -> None:
     run([BIN / "labvla-data", "scan", "--root", raw, "--out", report])
     if not dataset_ready(clean, 1):
         shutil.rmtree(clean, ignore_errors=True)
-        run([BIN / "labvla-data", "clean", "--src", raw, "--dst", clean, "--report", report])
+        # The scripted expert's rare large actions (a fast approach, a gripper snap) are what the task needs: the
+        # robust z-score flags them as outliers, so keep those episodes and drop only the other findings.
+        run([BIN / "labvla-data", "clean", "--src", raw, "--dst", clean, "--report", report,
+             "--keep-checks", "action_outlier"])
     kept = json.loads((clean / "meta" / "info.json").read_text())["total_episodes"]
     total = json.loads((raw / "meta" / "info.json").read_text())["total_episodes"]
     print(f"clean: kept {kept}/{total} episodes -> {clean}")
