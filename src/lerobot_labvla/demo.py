@@ -292,7 +292,7 @@ def baselines(task: str, split: str, episodes: int, image_size: int, out: Path,
     from lerobot_labvla.envs.labutopia import attacks
     from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
 
-    env = LabUtopiaEnv(task, "id", obs_type="agent_pos", image_size=image_size, render_mode="rgb_array")
+    env = LabUtopiaEnv(task, "id", obs_type="agent_pos", image_size=image_size, render_mode=None)
     recorded, ok = attacks.record_expert(env, seed=EVAL_SEED - 1)
     env.close()
     env = LabUtopiaEnv(task, split, obs_type="agent_pos", image_size=image_size, episode_length=episode_length,
