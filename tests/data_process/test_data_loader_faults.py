@@ -171,6 +171,23 @@ def test_a_row_more_or_less_blames_only_its_episode(one_file, tmp_path, change):
         np.testing.assert_array_equal(after[int(new)], before[old])
 
 
+def test_rows_relabelled_to_the_next_episode_blame_only_their_own(one_file, tmp_path):
+    """Episode 2's last 20 rows say episode_index 3 (their `index` is intact): by labels alone
+    episode 3 would have 50 rows; the index column gives them back to episode 2."""
+    src = _copy(one_file, tmp_path)
+    path, rows = v30_rows(src, 2)
+    edit_column(path, "episode_index", lambda e: e.__setitem__(slice(rows.start + 10, rows.stop), 3))
+    report = scan_dataset(src)
+    checks = _checks(report)
+    assert report["summary"]["faulty_episodes"] == [2]
+    assert list(checks[2]) == ["episode_index_mismatch"] and checks[2]["episode_index_mismatch"]["frames"] == list(range(10, T))
+    log = clean_dataset(src, tmp_path / "clean", report)
+    assert [d["episode_index"] for d in log["dropped"]] == [2]
+    before, after = _actions(one_file), _actions(tmp_path / "clean")
+    for new, old in log["index_map"].items():
+        np.testing.assert_array_equal(after[int(new)], before[old])
+
+
 def test_metadata_length_disagreeing_with_rows_is_never_cut(one_file, tmp_path):
     """meta/episodes says 29 for a 30-row episode: flagged; clean drops it, and refuses to keep it."""
     src = _copy(one_file, tmp_path)

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lerobot_labvla.data_process.fingerprint import differences, fingerprint
-from lerobot_labvla.data_process.reader import V21, DatasetView, episode_rows, file_starts, open_dataset, read_labels
+from lerobot_labvla.data_process.reader import V21, DatasetView, episode_rows, file_starts, open_dataset, read_row_ids
 from lerobot_labvla.data_process.scan import ACTION, CHECKS, load_report
 from lerobot_labvla.data_process.stats import iter_episode_stats
 from lerobot_labvla.errors import LabVLAError
@@ -268,7 +268,8 @@ def _stage_v30_source(view: DatasetView, kept: set[int], root: Path) -> Path:
             continue
         pf = pq.ParquetFile(view.root / rel)
         # The rows of each episode as scan found them (by episode_index, else metadata offsets).
-        ranges = episode_rows(read_labels(pf), eps, starts[rel])
+        labels, index = read_row_ids(pf)
+        ranges = episode_rows(labels, eps, starts[rel], index)
         table = pf.read()
         parts = [table.slice(lo, hi - lo) for lo, hi in sorted(ranges[ep.index] for ep in keep)]
         (root / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -427,7 +427,9 @@ def file_starts(view: DatasetView) -> dict[Path, int]:
     return starts
 
 
-def episode_rows(labels: np.ndarray | None, refs: list[EpisodeRef], file_start: int) -> dict[int, tuple[int, int]]:
+def episode_rows(
+    labels: np.ndarray | None, refs: list[EpisodeRef], file_start: int, index: np.ndarray | None = None
+) -> dict[int, tuple[int, int]]:
     """The rows [lo, hi) of each episode in one v3.0 data file.
 
     An episode owns the one contiguous run of rows whose `episode_index` is its index (`labels`),
@@ -435,6 +437,10 @@ def episode_rows(labels: np.ndarray | None, refs: list[EpisodeRef], file_start: 
     after it (as cutting by the metadata's dataset_from_index/length would). An episode with no
     such run, or with several, falls back to its metadata block, and that block is taken out of
     any run it overlaps (rows relabelled to a neighbour's index stay with their own episode).
+    Where a run's length disagrees with the metadata, the global `index` column decides: if the rows
+    carrying exactly the episode's metadata indices form one block, every row of the run outside that
+    block carries another episode's index, and no row of the block belongs to another episode whose
+    run agrees with its metadata, the labels are what was damaged and the block wins.
     """
     meta = {r.index: (r.row_start - file_start, r.row_start - file_start + r.length) for r in refs}
     if labels is None or len(labels) == 0:
@@ -454,17 +460,47 @@ def episode_rows(labels: np.ndarray | None, refs: list[EpisodeRef], file_start: 
             if flo < hi <= fhi:
                 hi = max(flo, lo)
         out[idx] = (lo, hi)
+    if index is not None and len(index) == len(labels):
+        sound = [out[r.index] for r in refs if r.index in own and out[r.index][1] - out[r.index][0] == r.length]
+        for ref in refs:
+            lo, hi = out[ref.index]
+            if ref.index in own and hi - lo != ref.length:
+                out[ref.index] = _index_block(index, ref, refs, lo, hi, sound) or (lo, hi)
     return out
 
 
-def read_labels(pf: pq.ParquetFile) -> np.ndarray | None:
-    """The `episode_index` column of a data file as int64, or None when it has none usable."""
-    if "episode_index" not in pf.schema_arrow.names:
+def _index_block(
+    index: np.ndarray, ref: EpisodeRef, refs: list[EpisodeRef], lo: int, hi: int, sound: list[tuple[int, int]]
+) -> tuple[int, int] | None:
+    """The rows carrying exactly `ref`'s metadata indices, if the run [lo, hi) beyond them is other
+    episodes' and no row of them lies in a `sound` run (another episode whose rows agree with its metadata)."""
+    want = np.arange(ref.row_start, ref.row_start + ref.length)
+    hits = np.flatnonzero((index >= want[0]) & (index <= want[-1])) if ref.length else np.array([], dtype=np.int64)
+    if len(hits) != ref.length or not ref.length or hits[-1] - hits[0] + 1 != ref.length:
         return None
-    col = pf.read(columns=["episode_index"]).column("episode_index")
-    if not pa.types.is_integer(col.type):
+    if not np.array_equal(index[hits], want):
         return None
-    return column_to_numpy(col).astype(np.int64, copy=False)
+    a, b = int(hits[0]), int(hits[-1]) + 1
+    if any(slo < b and a < shi for slo, shi in sound):
+        return None
+    outside = np.concatenate([index[lo:min(hi, a)], index[max(lo, b):hi]])
+    others = np.zeros(len(outside), dtype=bool)
+    for r in refs:
+        if r is not ref:
+            others |= (outside >= r.row_start) & (outside < r.row_start + r.length)
+    return (a, b) if others.all() else None
+
+
+def read_row_ids(pf: pq.ParquetFile) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The `episode_index` and `index` columns of a data file as int64 (None where absent or not integers)."""
+    names = [c for c in ("episode_index", "index") if c in pf.schema_arrow.names]
+    table = pf.read(columns=names)
+    out = []
+    for name in ("episode_index", "index"):
+        col = table.column(name) if name in names else None
+        ok = col is not None and pa.types.is_integer(col.type) and col.null_count == 0
+        out.append(column_to_numpy(col).astype(np.int64, copy=False) if ok else None)
+    return out[0], out[1]
 
 
 def _iter_v30(
@@ -500,7 +536,8 @@ def _slice_file(
 ) -> Iterator[EpisodeData]:
     try:
         pf = pq.ParquetFile(path)
-        ranges = episode_rows(read_labels(pf), file_refs, file_start)
+        labels, index = read_row_ids(pf)
+        ranges = episode_rows(labels, file_refs, file_start, index)
         batches = pf.iter_batches(batch_size=_BATCH_ROWS, columns=_present(pf.schema_arrow, columns, exclude))
     except Exception as exc:
         for ref in refs:
