@@ -190,7 +190,7 @@ def _stream(proc: subprocess.Popen, log_path: Path, run_: TrainRun, log_freq: in
 
     Alone (no `prefix`) the bytes go through untouched (its tqdm bar redraws with \\r, no newline); two
     trainers side by side print whole lines only, each prefixed, so their bars do not overwrite each other."""
-    pending = b""
+    pending, in_traceback = b"", False
     with log_path.open("wb") as log:
         while chunk := os.read(proc.stdout.fileno(), 65536):
             log.write(chunk)
@@ -202,7 +202,13 @@ def _stream(proc: subprocess.Popen, log_path: Path, run_: TrainRun, log_freq: in
                 for part in line.decode(errors="replace").split("\r"):
                     if "step:" in part and (m := LOSS.search(part)):
                         run_.losses.append(((len(run_.losses) + 1) * log_freq, float(m.group(1))))
-                if prefix and text.strip():
+                # Where torchcodec cannot load FFmpeg's libraries LeRobot prints its warning plus a page of
+                # traceback, then decodes with PyAV: the warning shows, the traceback stays in the log file.
+                if "[start of libtorchcodec loading traceback]" in text:
+                    in_traceback = True
+                elif "[end of libtorchcodec loading traceback]" in text:
+                    in_traceback = False
+                elif prefix and text.strip() and not in_traceback:
                     sys.stdout.write(f"[{prefix}] {text}\n")
             sys.stdout.flush()
 
