@@ -200,12 +200,12 @@ def summary(results: Path, names: list[str], status: dict[str, str], quick: bool
         if not path.exists():
             lines.append(f"| {name} | (no results: {status.get(name, 'not run')}) | | | | | | | |")
             continue
-        d = json.loads(path.read_text())
-        commit, bload = provenance(d)
         try:
+            d = json.loads(path.read_text())
+            commit, bload = provenance(d)
             rows = bench.extract(d)
-        except (KeyError, TypeError, IndexError, ValueError) as exc:
-            lines.append(f"| {name} | (unreadable {path.name}: {type(exc).__name__} {exc}) | | | | | | {commit} | {bload} |")
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
+            lines.append(f"| {name} | (unreadable {path.name}: {type(exc).__name__} {exc}) | | | | | | | |")
             continue
         for r in rows:
             peer = f"{fmt(r.peer)} ({r.peer_name})" if r.peer_name and r.peer is not None else fmt(r.peer)
