@@ -39,8 +39,11 @@ def test_4b_configuration_has_the_expected_size():
     expert = sum(p.numel() for p in policy.expert.parameters())
     print(f"\n4B configuration: backbone {backbone / 1e9:.3f}B + expert {expert / 1e6:.1f}M = {(backbone + expert) / 1e9:.3f}B")
     assert 4.3e9 < backbone < 4.5e9
-    assert len(policy.expert.blocks) == 18 and policy.expert.width == 1024
-    assert 0.35e9 < expert < 0.5e9
+    dit = sum(p.numel() for p in policy.expert.dit_action_head.parameters())
+    assert len(policy.expert.blocks) == 18 and policy.expert.state_proj.out_features == 1024
+    assert [b.is_self_attention for b in policy.expert.blocks[:4]] == [False, True, False, True]
+    assert 267e6 < dit < 269e6  # the official DiTActionHead: "~268M params with default config"
+    assert 0.26e9 < expert < 0.28e9
 
 
 @pytest.mark.gpu
