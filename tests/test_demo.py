@@ -49,11 +49,12 @@ FAKE_TRAINER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     out = Path(sys.argv[1])
+    every, pause = (int(sys.argv[2]), float(sys.argv[3])) if len(sys.argv) > 2 else (5, 0.05)
     for step in range(1, 10_000):
-        time.sleep(0.05)
+        time.sleep(pause)
         print(f"INFO step:{step} smpl:{step * 4} loss:{1.0 / step:.4f} grdn:1.0", flush=True)
         sys.stdout.write(f"Training: {step}/10000\\r"); sys.stdout.flush()
-        if step % 5 == 0:
+        if step % every == 0:
             ck = out / "checkpoints" / f"{step:06d}"
             (ck / "pretrained_model").mkdir(parents=True)
             (ck / "training_state").mkdir()
@@ -169,3 +170,12 @@ def test_side_by_side_trainers_print_whole_prefixed_lines(tmp_path, capfd):
     assert "[fake] INFO step:2 smpl:8 loss:0.5000" in printed
     assert "\r" not in printed  # a progress redraw never lands mid-line of the other trainer
     assert [v for _, v in run.losses[:2]] == [1.0, 0.5]
+
+
+def test_slow_training_runs_past_the_budget_to_its_first_checkpoint(tmp_path, capfd):
+    script = tmp_path / "trainer.py"
+    script.write_text(FAKE_TRAINER)
+    out = tmp_path / "train"
+    run = demo.train("fake", [sys.executable, script, out, 12, 0.4], out, minutes=1 / 60, log_freq=1)
+    assert run.steps == 12 and run.seconds > 4.5  # no checkpoint to keep before step 12: waited for it
+    assert "over the 0.0166667 min budget with no checkpoint yet" in capfd.readouterr().out
