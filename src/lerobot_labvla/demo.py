@@ -2,12 +2,12 @@
 
 1. compile a protocol sentence per task (`labvla-genesis compile`) and ground it on the LabUtopia
    task's scene (`id` split); 2. `labvla-genesis generate` the expert dataset (progress bar);
-3. `labvla-data scan` + `clean`; 4. `lerobot-train` the tiny labvla, then LeRobot's ACT on the same
-data for the same wall time (random-init ResNet18, nothing downloads), logs shown live;
+3. `labvla-data scan` + `clean`; 4. `lerobot-train` the tiny labvla and LeRobot's ACT on the same
+data for the same wall time, side by side (random-init ResNet18, nothing downloads), logs shown live;
 5. `lerobot-eval --env.type=labutopia` on `id` and `ood`, beside do-nothing, blind replay of one
 expert episode and the scripted expert on the same seeds; 6. `outputs/demo/report.md`.
 
-Re-running reuses the dataset (and the trained checkpoints with `--reuse-checkpoints`).
+Re-running reuses the generated and cleaned dataset; training and evaluation run again.
 """
 
 from __future__ import annotations
