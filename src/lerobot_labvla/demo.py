@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     clean = raw.with_name(raw.name + "_clean")
     scan_and_clean(raw, clean)
     seeds = data_seeds(raws)
-    clash = seeds & set(range(EVAL_SEED, EVAL_SEED + args.eval_episodes))
+    clash = seeds & set(range(EVAL_SEED - 1, EVAL_SEED + args.eval_episodes))  # -1: the blind replay's recording
     if clash:
         raise LabVLAError(f"evaluation seeds {sorted(clash)} were used to generate the data; change EVAL_SEED")
     data_note = (f"Data: {clean} ({json.loads((clean / 'meta' / 'info.json').read_text())['total_episodes']} "
