@@ -181,7 +181,7 @@ class LabVLAPolicy(PreTrainedPolicy):
         """Sample one chunk `(B, chunk_size, action_dim)` in normalized action space."""
         images, state, prompts = self._inputs(batch)
         if self.config.mode == "fast_pretrain":
-            chunk = self._generate_fast(images, prompts)
+            chunk = self._generate_fast(images, prompts, self._pad_state(state))
         else:
             state_p = self._pad_state(state)
             prefix = self.backbone(  # once per chunk
@@ -308,7 +308,7 @@ class LabVLAPolicy(PreTrainedPolicy):
             mask[i, : len(seq)] = True
         return ids.to(actions.device), mask.to(actions.device)
 
-    def _generate_fast(self, images: list[Tensor | None], prompts: list[str]) -> Tensor:
+    def _generate_fast(self, images: list[Tensor | None], prompts: list[str], state: Tensor) -> Tensor:
         """Greedy FAST decoding with the FAST head (fast_pretrain inference)."""
         bsz = len(prompts)
         device = self.ki_head.embedding.weight.device
@@ -319,7 +319,12 @@ class LabVLAPolicy(PreTrainedPolicy):
             # The prefix is re-run each step (no KV cache to keep in sync with training's layout);
             # fast_pretrain inference is a diagnostic, the deployed modes sample with the expert.
             query = torch.cat([ids, torch.zeros(bsz, 1, dtype=torch.long, device=device)], dim=1)
-            prefix = self.backbone(inputs, fast_embeds=self.ki_head.embedding(query), fast_mask=torch.ones_like(query, dtype=torch.bool))
+            prefix = self.backbone(
+                inputs,
+                state=state if self.config.uses_vlm_state_token else None,
+                fast_embeds=self.ki_head.embedding(query),
+                fast_mask=torch.ones_like(query, dtype=torch.bool),
+            )
             nxt = self.ki_head.logits(prefix.fast_hidden[:, -1:])[:, 0].argmax(-1)
             ids = torch.cat([ids, torch.where(done, self._fast_eos, nxt)[:, None]], dim=1)
             done |= nxt == self._fast_eos
