@@ -96,6 +96,10 @@ def normalize_actions(config, stats: dict, chunks: np.ndarray) -> np.ndarray:
     from lerobot.processor.converters import create_transition
     from lerobot.utils.constants import ACTION
 
+    from lerobot_labvla.policy.processor_labvla import quantile_dims_as_mean_std
+
+    # The same stats the preprocessor normalizes with (per-dim quantile dims folded into mean/std).
+    stats = quantile_dims_as_mean_std(stats, config.resolved_quantile_dims, keys=(ACTION,))
     step = NormalizerProcessorStep(
         features={ACTION: config.output_features[ACTION]},
         norm_map={FeatureType.ACTION: config.normalization_mapping["ACTION"]},

@@ -33,6 +33,7 @@ from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
 from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
+from lerobot_labvla.policy.normalization_checks import check_stats
 
 PROMPT_KEY = "prompt"
 
@@ -125,8 +126,6 @@ def make_labvla_pre_post_processors(
     PolicyProcessorPipeline[PolicyAction, PolicyAction],
 ]:
     """LeRobot's default steps around labvla's input check and prompt builder."""
-    from lerobot_labvla.policy.modeling_labvla import check_stats
-
     if dataset_stats is not None:
         check_stats(config, dataset_stats)
         dataset_stats = quantile_dims_as_mean_std(dataset_stats, config.resolved_quantile_dims)
