@@ -41,6 +41,8 @@ class LabVLAConfig(PreTrainedConfig):
     # Prompt tokenizer: defaults to the backbone's; `tiny` is the byte-level one shipped here.
     tokenizer: str | None = None
     freeze_backbone: bool = False
+    # `finetune` only: keep the Qwen3-VL vision encoder fixed (the official LabUtopia fine-tuning recipe).
+    freeze_vision_encoder: bool = False
     image_size: int = 224
     # Two-stage resize of the official pipeline: resize-with-pad to `pad_image_size` (official
     # image_resolution, 224), then the Qwen3-VL processor's smart resize to `image_size` (its
@@ -126,6 +128,10 @@ class LabVLAConfig(PreTrainedConfig):
 
     # Optimizer / scheduler presets (pi05's, scaled for a from-scratch expert).
     optimizer_lr: float = 1e-4
+    # Per-part learning rates (official KI recipe: VLM 1e-5, expert 1e-4); unset = optimizer_lr.
+    # "expert" is everything outside the VLM: the DiT, the FAST head, the projections.
+    optimizer_lr_vlm: float | None = None
+    optimizer_lr_expert: float | None = None
     optimizer_betas: tuple[float, float] = (0.9, 0.95)
     optimizer_eps: float = 1e-8
     optimizer_weight_decay: float = 1e-2
