@@ -112,6 +112,14 @@ def publish(out: Path, repo_id: str, staged: list[Path], report: dict, fps: int)
         sidecar.append({"episode_index": first_index + k, **meta})
     t1 = time.perf_counter()
     ds.finalize()
+    bad = video_mismatches(work, range(first_index, first_index + len(staged)))
+    if bad:  # never publish an episode whose video and data disagree: drop it, write the batch again
+        shutil.rmtree(work)
+        keep = [p for k, p in enumerate(staged) if first_index + k not in bad]
+        dropped = [p for k, p in enumerate(staged) if first_index + k in bad]
+        timings = publish(out, repo_id, keep, report, fps) if keep else {"encode": 0.0, "write": 0.0, "copy": 0.0}
+        timings["dropped"] = [str(p) for p in dropped] + timings.get("dropped", [])
+        return timings
     side = work / SIDE_CAR
     side.parent.mkdir(parents=True, exist_ok=True)
     with open(side, "a") as f:
@@ -121,6 +129,26 @@ def publish(out: Path, repo_id: str, staged: list[Path], report: dict, fps: int)
     t_write += time.perf_counter() - t1
     _swap_in(work, out)
     return {"encode": t_encode, "write": t_write, "copy": t_copy}
+
+
+def video_mismatches(root: Path, episodes) -> dict[int, str]:
+    """Episodes whose video segment (LeRobot's from/to timestamps) does not hold one frame per data row."""
+    import pyarrow.parquet as pq
+
+    info = json.loads((root / "meta" / "info.json").read_text())
+    fps, wanted = info["fps"], set(episodes)
+    video_keys = [k for k, f in info["features"].items() if f["dtype"] == "video"]
+    bad = {}
+    for path in sorted((root / "meta" / "episodes").rglob("*.parquet")):
+        rows = pq.read_table(path).to_pylist()
+        for row in rows:
+            if row["episode_index"] not in wanted:
+                continue
+            for key in video_keys:
+                frames = round((row[f"videos/{key}/to_timestamp"] - row[f"videos/{key}/from_timestamp"]) * fps)
+                if frames != row["length"]:
+                    bad[row["episode_index"]] = f"{key}: {frames} video frames, {row['length']} rows"
+    return bad
 
 
 def _swap_in(new: Path, out: Path) -> None:

@@ -134,6 +134,7 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
         t0 = time.perf_counter()
         timings.update(publisher.collect(wait=True) if wait else publisher.collect())
         timings["publish_wait"] += time.perf_counter() - t0  # wall time the rollouts waited on publishing
+        take_dropped()
         if publisher.busy:
             return
         snapshot = {**report, "attempts": sorted((dict(r) for r in done.values()), key=lambda r: r["attempt"])}
@@ -145,6 +146,16 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
             timings.update(publisher.collect(wait=True))
             timings["publish_wait"] += time.perf_counter() - t0
             report.update(publisher.last_report or snapshot)
+            take_dropped()
+
+    def take_dropped() -> None:
+        """Episodes the export refused (video/rows disagreed) are rejected: roll out replacements."""
+        nonlocal kept
+        for attempt in publisher.dropped:
+            done[attempt].update(kept=False, reason="export:video_frame_mismatch", path="")
+            kept -= 1
+            bar.update(-1)
+        publisher.dropped = []
 
     bar = tqdm(total=episodes, initial=min(kept, episodes), unit="ep", disable=not progress, dynamic_ncols=True,
                desc=f"genesis {wf.name}")
@@ -153,38 +164,41 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
     in_flight = 0
     t_start = time.perf_counter()
     try:
-        while pool is not None and (kept < episodes or in_flight):
-            while kept + in_flight < episodes + workers - 1 and in_flight < 2 * workers \
-                    and next_attempt < max_attempts and kept < episodes:
-                pool.submit(EpisodeJob(text, str(loaded.file), next_attempt, episode_seed(seed, next_attempt),
-                                       image_size, str(staging)))
-                next_attempt += 1
-                in_flight += 1
-            if in_flight == 0:
+        while True:
+            while pool is not None and (kept < episodes or in_flight):
+                while kept + in_flight < episodes + workers - 1 and in_flight < 2 * workers \
+                        and next_attempt < max_attempts and kept < episodes:
+                    pool.submit(EpisodeJob(text, str(loaded.file), next_attempt, episode_seed(seed, next_attempt),
+                                           image_size, str(staging)))
+                    next_attempt += 1
+                    in_flight += 1
+                if in_flight == 0:
+                    break
+                for s in pool.next_done():
+                    in_flight -= 1
+                    row = asdict(s)
+                    if s.kept and kept >= episodes:  # a surplus success of the last batch
+                        Path(s.path).unlink(missing_ok=True)
+                        row.update(kept=False, reason="surplus", path="")
+                    done[s.attempt] = row
+                    with open(staging / "attempts.jsonl", "a") as log:  # reopened: flush() replaces the file
+                        log.write(json.dumps(row) + "\n")
+                    timings.update({k: v for k, v in s.timings.items()})
+                    if row["kept"]:
+                        kept += 1
+                        unpublished.append(row)
+                        bar.update(1)
+                    _postfix(bar, kept, len(done))
+                    if len(unpublished) >= flush_every:
+                        flush()
+            flush(wait=True)  # the rest; the export may still refuse an episode, then roll out a replacement
+            if pool is None or kept >= episodes or next_attempt >= max_attempts:
                 break
-            for s in pool.next_done():
-                in_flight -= 1
-                row = asdict(s)
-                if s.kept and kept >= episodes:  # a surplus success of the last batch
-                    Path(s.path).unlink(missing_ok=True)
-                    row.update(kept=False, reason="surplus", path="")
-                done[s.attempt] = row
-                with open(staging / "attempts.jsonl", "a") as log:  # reopened: flush() replaces the file
-                    log.write(json.dumps(row) + "\n")
-                timings.update({k: v for k, v in s.timings.items()})
-                if row["kept"]:
-                    kept += 1
-                    unpublished.append(row)
-                    bar.update(1)
-                _postfix(bar, kept, len(done))
-                if len(unpublished) >= flush_every:
-                    flush()
     finally:
         if pool is not None:
             pool.close()
         bar.close()
         publisher.collect(wait=True, check=False)
-    flush(wait=True)
     timings["wall"] += time.perf_counter() - t_start
     _finish_report(report, episodes, timings)
     if (out / "meta" / "info.json").is_file():
@@ -203,6 +217,7 @@ class _Publisher:
         self.error: BaseException | None = None
         self.timings: dict = {}
         self.last_report: dict | None = None
+        self.dropped: list[int] = []  # attempts the export refused (video/data frame counts disagreed)
 
     @property
     def busy(self) -> bool:
@@ -217,6 +232,13 @@ class _Publisher:
             if batch:
                 self.timings = export.publish(self.out, self.repo_id, [Path(r["path"]) for r in batch], report,
                                               fps=_fps())
+                dropped = set(self.timings.pop("dropped", []))
+                for a in report["attempts"]:
+                    if a["path"] and a["path"] in dropped:
+                        a.update(kept=False, reason="export:video_frame_mismatch", path="")
+                        self.dropped.append(a["attempt"])
+                if dropped:
+                    _finish_report(report, self.episodes, Counter(report["timings_s"]))
                 for r in batch:
                     Path(r["path"]).unlink(missing_ok=True)
             if (self.out / "meta" / "info.json").is_file():  # the report lives in the dataset: none yet, keep the log

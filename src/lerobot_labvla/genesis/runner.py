@@ -79,9 +79,9 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
     wf = parse_workflow(job.workflow_text, job.workflow_file).workflow
     task = WorkflowTask.from_workflow(wf)
     cameras, camera_names = _cameras()
-    env = LabUtopiaEnv(wf.scene.labutopia or "pick_up", "id", obs_type="agent_pos", render_mode=None,
-                       image_size=job.image_size, episode_length=task.episode_length)
-    env.spec_task = task  # the env's own reset/step/action path, with the workflow as its task
+    # The env's own reset/step/action path, with the workflow as its task.
+    env = LabUtopiaEnv(task, "id", obs_type="agent_pos", render_mode=None, image_size=job.image_size,
+                       episode_length=task.episode_length)
     t_phys = t_render = 0.0
     cams = None
     try:
