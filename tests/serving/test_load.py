@@ -10,8 +10,8 @@ trip during each attack stays within 2x its value in the quiet phases around it.
 The fake model costs 20 ms per batch. This box's two cores are shared with the clients, the
 attacker and other work, so: the attacker sends at most one attack every `ATTACK_GAP_S` (its own
 CPU would otherwise be the attack), and an attack over the bound is run again, up to `ATTEMPTS`
-times in all, before the test fails (a real stall, such as decoding a bomb on the event loop or
-re-running a poisoned batch one by one, fails every attempt).
+times in all, before the test fails (with the decoding limits taken out, decoding the bombs stalls
+the event loop and the test fails).
 """
 
 from __future__ import annotations
