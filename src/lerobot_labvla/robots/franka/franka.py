@@ -32,6 +32,7 @@ JOINT_KEYS = [f"joint_{i}.pos" for i in range(1, 8)]
 STATE_KEYS = [*JOINT_KEYS, "gripper.pos"]
 EE_DELTA_KEYS = ["delta_x", "delta_y", "delta_z", "gripper"]  # LeRobot's keyboard_ee / gamepad teleops
 GRIPPER_CLOSE, GRIPPER_STAY, GRIPPER_OPEN = 0, 1, 2  # their gripper convention
+_PARKED_GRIPPERS: list = []  # see Franka._release_gripper
 
 
 def _import_franky():
@@ -170,8 +171,7 @@ class Franka(Robot):
                 logger.warning("Franka at %s on disconnect: %s", self.config.ip, e)
             finally:
                 self._robot = None
-            if self._gripper_future is not None:
-                self._gripper_future.wait(2.0)
+            self._release_gripper()
         self._motion_kind = None
         self._gripper = self._gripper_future = None
         self._gripper_target = self._gripper_pending = None
@@ -298,6 +298,32 @@ class Franka(Robot):
             return
         self._gripper_future = self._gripper.move_async(width, self.config.gripper_speed)
         self._gripper_target = width
+
+    def _wait_gripper(self, timeout_s: float) -> bool:
+        """Give a running hand move `timeout_s` to finish (polled: never blocks longer); True when idle."""
+        deadline = time.monotonic() + timeout_s
+        while self._gripper_future is not None and not self._gripper_future.wait(0.0):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _release_gripper(self) -> None:
+        """Drop the hand connection only once no move is pending.
+
+        franky 2.0 crashes the process (or hangs) when a `Gripper` is destroyed with a move future
+        outstanding, so a move still running after 2 s is stopped, and if even that does not finish
+        it, the object is parked for the life of the process instead of destroyed.
+        """
+        if self._gripper is None or self._wait_gripper(2.0):
+            return
+        logger.warning("Franka Hand still moving 2 s after disconnect; stopping it")
+        try:
+            self._gripper.stop()
+        except self._franky.Exception as e:
+            logger.warning("Franka Hand stop: %s", e)
+        if not self._wait_gripper(5.0):
+            _PARKED_GRIPPERS.append((self._gripper, self._gripper_future))
 
     def _hold_action(self) -> dict[str, Any]:
         if self.config.control_mode == "ee_delta":
