@@ -107,25 +107,32 @@ def main() -> None:
     size = tuple(int(v) for v in args.size.lower().split("x"))
 
     load_at_start, commit = os.getloadavg(), git_commit()
-    sim, host = start(["robot"])
     port = 5600 + os.getpid() % 300
     cams, _ = start(["cameras", f"--port={port}", "--names=front,wrist", f"--size={args.size}", "--fps=30"])
     rows = {}
     try:
         for name, cam_port, fps in (("no cameras", None, args.fps), ("two cameras", port, args.fps),
                                     ("no cameras, unpaced", None, None), ("two cameras, unpaced", port, None)):
-            rows[name] = measure(host, cam_port, size, fps, args.seconds)
+            sim, host = start(["robot"])  # a fresh arm per row: no row starts where the last one left it
+            try:
+                rows[name] = measure(host, cam_port, size, fps, args.seconds)
+            except Exception as e:  # keep the other rows; the JSON says what failed
+                rows[name] = {"error": f"{type(e).__name__}: {e}"}
+            finally:
+                stop(sim)
     finally:
-        stop(sim)
         stop(cams)
 
     header = f"{'loop':24s} {'Hz':>6s} {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'p99/p50':>7s} {'work p50':>8s} {'work p99':>8s} {'sim RTF':>7s}"
     print(header)
     for name, r in rows.items():
+        if "error" in r:
+            print(f"{name:24s} failed: {r['error']}")
+            continue
         print(f"{name:24s} {r['rate_hz']:6.1f} {r['period_p50_ms']:7.2f} {r['period_p99_ms']:7.2f} {r['period_max_ms']:7.2f} "
               f"{r['p99_over_p50']:7.2f} {r['work_p50_ms']:8.2f} {r['work_p99_ms']:8.2f} {r['sim_realtime_factor']:7.2f}")
     paced = [rows["no cameras"], rows["two cameras"]]
-    ok = all(r["rate_hz"] >= 0.98 * args.fps and r["p99_over_p50"] <= 1.5 for r in paced)
+    ok = all("error" not in r and r["rate_hz"] >= 0.98 * args.fps and r["p99_over_p50"] <= 1.5 for r in paced)
     print(f"target (>= {args.fps:g} Hz, p99 <= 1.5x p50, paced rows): {'met' if ok else 'NOT met'}")
     doc = {
         "benchmark": "franka_loop", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_commit": commit,
@@ -141,7 +148,10 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}", flush=True)
+    # franky 2.0 can crash destroying a Franka Hand connection whose move the (slow) sim never finished;
+    # the results are written, so leave without running destructors.
+    os._exit(0)
 
 
 if __name__ == "__main__":
