@@ -1,0 +1,75 @@
+"""`lerobot-train` under `accelerate launch` with 2 processes: DDP on CPU (gloo), FSDP on 2+ GPUs.
+
+accelerate 1.x has no FSDP on CPU (its CPU path is MULTI_CPU/DDP only), so the FSDP run needs GPUs;
+the shipped configs/accelerate/fsdp.yaml is what it launches with.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from policy_helpers import BIN, TINY_POLICY, assert_ok, run_cli, train_args
+from synthetic import make_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def launch(launcher: list[str], dataset, out: Path, *extra: str, device: str = "cpu"):
+    proc = run_cli(
+        "accelerate",
+        "launch",
+        *launcher,
+        "--num_processes=2",
+        "--num_machines=1",
+        "--mixed_precision=no",
+        "--dynamo_backend=no",
+        str(BIN / "lerobot-train"),
+        *[a for a in TINY_POLICY if not a.startswith("--policy.device=")],
+        f"--policy.device={device}",
+        *train_args(dataset, out, *extra, steps=3),
+        env={"OMP_NUM_THREADS": "1"},
+        timeout=900,
+    )
+    assert_ok(proc)
+    return proc
+
+
+def loads_and_samples(checkpoint: Path) -> None:
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from lerobot_labvla.policy.modeling_labvla import LabVLAPolicy
+
+    policy = LabVLAPolicy.from_pretrained(checkpoint)
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(checkpoint))
+    obs = {
+        "observation.images.front": torch.rand(3, 32, 32),
+        "observation.images.wrist": torch.rand(3, 32, 32),
+        "observation.state": torch.zeros(8),
+        "task": "pick up the beaker",
+    }
+    policy.eval()
+    chunk = post(policy.predict_action_chunk(pre(obs)))
+    assert chunk.shape == (1, policy.config.chunk_size, 7) and torch.isfinite(chunk).all()
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_train_and_the_checkpoint_samples(tmp_path):
+    ds = make_dataset(tmp_path / "ds", repo_id="local/ddp", n_episodes=2, frames=20)
+    proc = launch(["--multi_gpu"], ds, tmp_path / "out", "--batch_size=2")
+    text = proc.stdout + proc.stderr
+    assert "Effective batch size: 2 x 2 = 4" in text, text[-3000:]
+    assert "FAST tokenizer fitted on rank 0 and sent to 1 ranks" in text
+    assert re.search(r"step:3 .*loss:", text)
+    loads_and_samples(tmp_path / "out" / "checkpoints" / "last" / "pretrained_model")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP under accelerate needs 2 GPUs (no CPU FSDP in accelerate)")
+def test_fsdp_two_gpus_train_with_the_shipped_config_and_the_checkpoint_samples(tmp_path):
+    ds = make_dataset(tmp_path / "ds", repo_id="local/fsdp", n_episodes=2, frames=20)
+    launch(["--config_file", str(REPO / "configs" / "accelerate" / "fsdp.yaml")], ds, tmp_path / "out", device="cuda")
+    loads_and_samples(tmp_path / "out" / "checkpoints" / "last" / "pretrained_model")
