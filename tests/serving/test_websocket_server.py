@@ -105,7 +105,7 @@ def test_simple_client_sends_first_and_gets_lists(server):
 
 
 BAD_MESSAGES = {
-    "missing key": (msgpack_numpy.packb(openpi_obs(**{"observation/wrist_image": None})), "missing observation key"),
+    "missing key": (msgpack_numpy.packb(openpi_obs(**{"observation/state": None})), "missing observation key"),
     "image shape": (msgpack_numpy.packb(openpi_obs(**{"observation/image": np.zeros((224, 224), np.uint8)})), "image shape (224, 224)"),
     "image dtype": (msgpack_numpy.packb(openpi_obs(**{"observation/image": np.zeros((8, 8, 3), np.int32)})), "dtype int32"),
     "nan state": (msgpack_numpy.packb(openpi_obs(**{"observation/state": np.full(8, np.nan, np.float32)})), "NaN"),
