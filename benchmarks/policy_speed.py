@@ -572,13 +572,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "2+ OpenMP threads wait on each other and make small models 10-20x slower at random)")
     ap.add_argument("--train-batch", type=int, default=8, help="training batch size (default 8)")
     ap.add_argument("--image-size", type=int, default=224, help="camera images HxW for the CPU run, same for all policies (default 224)")
-    ap.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/policy_speed_<device>.json)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON path (default benchmarks/results/policy_speed_<device>.json; --quick: benchmarks/results/quick/...)")
     args = ap.parse_args(argv)
     quick = args.quick
     args.repeats = args.repeats or (5 if quick else 30)
     args.train_repeats = args.train_repeats or (3 if quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if quick else 3)
-    args.out = args.out or RESULTS / f"policy_speed_{'gpu' if args.device == 'cuda' else 'cpu'}.json"
+    # A --quick smoke run never replaces the committed full-run results.
+    name = f"policy_speed_{'gpu' if args.device == 'cuda' else 'cpu'}.json"
+    args.out = args.out or (RESULTS / "quick" / name if quick else RESULTS / name)
     return args
 
 
@@ -597,7 +600,9 @@ def main(argv: list[str] | None = None) -> int:
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     (print_gpu_table if args.device == "cuda" else print_cpu_table)(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    tmp.replace(args.out)
     print(f"wrote {args.out}")
     return 0
 
