@@ -1,8 +1,8 @@
 """LabUtopia env speed: ms per env step (pixels vs state only), vector-env scaling, and the raw MuJoCo limit.
 
-The scene is `pour_liquid` (FR3, 30 particles, two beakers): the most expensive task. One env step =
-IK + 10 physics substeps of 5 ms (20 Hz control) + two 224x224 RGB frames. The "raw limit" runs the
-same compiled model with bare `mj_step` x 10 + `Renderer.render` x 2 and no Python env around it.
+The scene is `pour_liquid` (FR3, 30 particles, three beakers): the most expensive task. One env step =
+IK + 10 physics substeps of 5 ms (20 Hz control) + three 224x224 RGB frames (front, side, wrist). The "raw
+limit" runs the same compiled model with bare `mj_step` x 10 + `Renderer.render` x 3 and no Python env around it.
 
     python benchmarks/sim_speed.py [--steps 150] [--size 224] [--out benchmarks/results/sim_speed.json]
 
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -32,8 +33,9 @@ def _actions(n: int, dim: int = 7, seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).uniform(-1, 1, (n, dim)) * 0.3).astype(np.float32)
 
 
-def bench_env(steps: int, size: int, obs_type: str) -> float:
-    """ms per step of one LabUtopiaEnv in this process."""
+def bench_env(steps: int, size: int, obs_type: str) -> tuple[float, float]:
+    """(wall ms, CPU ms) per step of one LabUtopiaEnv in this process (CPU time counts all its threads:
+    what the step costs when it has the cores to itself, whatever else is running)."""
     from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
 
     env = LabUtopiaEnv(TASK, "id", obs_type=obs_type, image_size=size,
@@ -42,16 +44,16 @@ def bench_env(steps: int, size: int, obs_type: str) -> float:
     acts = _actions(steps)
     for a in acts[:10]:  # warm-up (first frames compile GL state)
         env.step(a)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for a in acts:
         env.step(a)
-    dt = (time.perf_counter() - t0) / steps * 1e3
+    dt, cpu = (time.perf_counter() - t0) / steps * 1e3, (time.process_time() - c0) / steps * 1e3
     env.close()
-    return dt
+    return dt, cpu
 
 
 def bench_raw(steps: int, size: int) -> float:
-    """ms per step of bare mj_step x substeps + 2 renders on the same scene (the physical limit)."""
+    """ms per step of bare mj_step x substeps + one render per camera on the same scene (the physical limit)."""
     import mujoco
 
     from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
@@ -166,11 +168,13 @@ def main() -> None:
     args = p.parse_args()
 
     load = os.getloadavg()[0]
-    runs: dict[str, list[float]] = {k: [] for k in ("pixels", "state", "raw", "vec1", "vec2",
+    runs: dict[str, list[float]] = {k: [] for k in ("pixels", "pixels_cpu", "state", "state_cpu", "raw", "vec1", "vec2",
                                                     "pusht", "pusht_vec1", "pusht_vec2")}
     for _ in range(args.repeats):  # interleaved, so a burst of outside load hits every variant alike
-        runs["pixels"].append(bench_env(args.steps, args.size, "pixels_agent_pos"))
-        runs["state"].append(bench_env(args.steps, args.size, "agent_pos"))
+        for key, obs_type in (("pixels", "pixels_agent_pos"), ("state", "agent_pos")):
+            wall, cpu = bench_env(args.steps, args.size, obs_type)
+            runs[key].append(wall)
+            runs[f"{key}_cpu"].append(cpu)
         runs["raw"].append(bench_raw(args.steps, args.size))
         runs["vec1"].append(bench_vector(args.steps, args.size, 1))
         runs["vec2"].append(bench_vector(args.steps, args.size, 2))
@@ -180,12 +184,18 @@ def main() -> None:
             if value is not None:
                 runs[key].append(value)
     pixels, state, raw = min(runs["pixels"]), min(runs["state"]), min(runs["raw"])
+    from lerobot_labvla.envs.labutopia import CAMERAS
+
+    n_cams = len(CAMERAS)
     vec1, vec2 = max(runs["vec1"]), max(runs["vec2"])
     res = {
-        "task": TASK, "image_size": args.size, "cameras": 2, "particles": 30, "substeps": 10, "control_hz": 20,
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "task": TASK, "image_size": args.size, "cameras": n_cams, "particles": 30, "substeps": 10, "control_hz": 20,
         "steps": args.steps, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_avg_1min_at_start": round(load, 2),  # other processes share these cores: read timings with it
         "env_ms_per_step_pixels": round(pixels, 2), "env_ms_per_step_state_only": round(state, 2),
+        "env_cpu_ms_per_step_pixels": round(min(runs["pixels_cpu"]), 2),
+        "env_cpu_ms_per_step_state_only": round(min(runs["state_cpu"]), 2),
         "raw_mujoco_ms_per_step": round(raw, 2), "env_over_raw": round(pixels / raw, 2),
         "env_steps_per_s_pixels_1proc": round(1e3 / pixels, 1), "env_steps_per_s_state_1proc": round(1e3 / state, 1),
         "vector_steps_per_s_batch1": round(vec1, 1), "vector_steps_per_s_batch2_async": round(vec2, 1),
@@ -197,9 +207,11 @@ def main() -> None:
             "pusht_vector_scaling_2_over_1": round(max(runs["pusht_vec2"]) / max(runs["pusht_vec1"]), 2)}
            if runs["pusht"] else {"pusht": "gym_pusht not installed"}), "all_runs": {k: [round(v, 2) for v in vs] for k, vs in runs.items()},
     }
-    rows = [("env step, 2 x %d^2 cameras" % args.size, f"{pixels:.1f} ms", f"{1e3 / pixels:.0f} steps/s"),
+    rows = [(f"env step, {n_cams} x {args.size}^2 cameras", f"{pixels:.1f} ms", f"{1e3 / pixels:.0f} steps/s"),
+            ("  CPU time per step (all threads)", f"{min(runs['pixels_cpu']):.1f} ms", "cost on free cores"),
             ("env step, state only", f"{state:.1f} ms", f"{1e3 / state:.0f} steps/s"),
-            ("raw mj_step x10 + 2 renders", f"{raw:.1f} ms", f"env/raw = {pixels / raw:.2f}x"),
+            ("  CPU time per step", f"{min(runs['state_cpu']):.1f} ms", ""),
+            (f"raw mj_step x10 + {n_cams} renders", f"{raw:.1f} ms", f"env/raw = {pixels / raw:.2f}x"),
             ("lerobot vector env, batch 1", "", f"{vec1:.0f} steps/s"),
             ("lerobot async vector env, batch 2", "", f"{vec2:.0f} steps/s ({vec2 / vec1:.2f}x)")]
     if runs["pusht"]:
