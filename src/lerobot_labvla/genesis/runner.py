@@ -142,7 +142,8 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
             reason, _, detail = monitor.violations[0]
             reason, success = f"safety:{reason}", False
         if not success or not job.record:
-            return EpisodeSummary(job.attempt, job.seed, success, "success" if success else reason, detail, len(tcp_path),
+            return EpisodeSummary(job.attempt, job.seed, success, "success" if success else reason,
+                                  "" if success else detail, len(tcp_path),
                                   timings={"physics": t_phys, "render": t_render, "stage": 0.0})
         t0 = time.perf_counter()
         meta = {
