@@ -90,7 +90,7 @@ def test_report_table_plots_and_links(tmp_path):
     args = demo.parse_args(["--tasks", "open_door", "--minutes", "1", "--out", str(tmp_path)])
     report = demo.write_report(args, rows, runs, "Data: x", tmp_path).read_text()
     assert "| open_door | id | labvla | 0.75 | 0.75 | 4 |" in report
-    assert "| labvla | 20 | 1.0 | 2.000 | 1.000 |" in report
+    assert "| labvla | 20 | 20 | 1.0 | 2.000 | 1.000 |" in report
     assert (tmp_path / "loss_curves.png").stat().st_size > 1000 and (tmp_path / "success.png").stat().st_size > 1000
     assert "(expert.gif)" in report
     assert json.loads((tmp_path / "results.json").read_text())[0]["policy"] == "labvla"

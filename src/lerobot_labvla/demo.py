@@ -363,7 +363,8 @@ def plots(runs: list[TrainRun], rows: list[Row], out: Path) -> tuple[Path, Path]
     for ax, r in zip(axes[0], runs):
         if r.losses:
             ax.plot([s for s, _ in r.losses], [v for _, v in r.losses])
-        ax.set_title(f"{r.name}: {r.steps} steps in {r.seconds / 60:.1f} min")
+        ax.set_title(f"{r.name}: {r.seconds / 60:.1f} min, evaluated checkpoint: step {r.steps}", fontsize=9)
+        ax.axvline(r.steps, color="grey", linestyle=":")
         ax.set_xlabel("step")
         ax.set_ylabel("training loss (LeRobot's log)")
         ax.set_yscale("log")
@@ -403,12 +404,14 @@ def write_report(args, rows: list[Row], runs: list[TrainRun], data_note: str, ou
         data_note, "",
         "## Results", "", table(rows), "",
         "## Training", "",
-        "| policy | steps | wall time (min) | first loss | last loss | checkpoint |", "|---|---|---|---|---|---|",
+        "| policy | evaluated checkpoint (step) | last logged step | wall time (min) | first loss | last loss | checkpoint |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         first = f"{r.losses[0][1]:.3f}" if r.losses else "-"
         last = f"{r.losses[-1][1]:.3f}" if r.losses else "-"
-        lines.append(f"| {r.name} | {r.steps} | {r.seconds / 60:.1f} | {first} | {last} | `{r.checkpoint}` |")
+        logged = r.losses[-1][0] if r.losses else "-"
+        lines.append(f"| {r.name} | {r.steps} | {logged} | {r.seconds / 60:.1f} | {first} | {last} | `{r.checkpoint}` |")
     lines += ["", f"![loss curves]({loss_png.name})", "", f"![success]({bar_png.name})", "", "## Rollouts", ""]
     lines += [f"- {r.task} / {r.split} / {r.policy}: [{Path(r.video).name}]({os.path.relpath(r.video, out)})"
               for r in rows if r.video]
