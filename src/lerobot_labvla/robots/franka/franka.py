@@ -72,6 +72,7 @@ class Franka(Robot):
         self._max_width = 0.08
         self._faulted = False
         self.recoveries = 0
+        self._planner_errors = 0
         self._motion_kind: str | None = None  # "joint" | "cartesian" while a streamed motion runs
         self._ee_target: np.ndarray | None = None
         self._ee_quaternion: np.ndarray | None = None
@@ -256,8 +257,11 @@ class Franka(Robot):
         try:
             self._robot.move(motion, asynchronous=True)
             self._motion_kind = kind
+            self._planner_errors = 0
         except self._franky.ControlException as e:
             self._on_fault(e)
+        except RuntimeError as e:
+            self._on_planner_error(e)
 
     def _finish_motion(self, robot, timeout_s: float) -> None:
         """End a streamed motion at its last target: replace it with one that returns when reached."""
@@ -339,7 +343,22 @@ class Franka(Robot):
         except self._franky.ControlException as e:
             self._on_fault(e)
             return False
+        except RuntimeError as e:
+            self._on_planner_error(e)
+            return False
         return True
+
+    def _on_planner_error(self, exc: Exception) -> None:
+        """franky's trajectory planner gave up on a target: that motion ended, the arm holds; retry next step."""
+        self._motion_kind = None
+        self._ee_target = None
+        self._planner_errors += 1
+        if self._planner_errors >= 3:
+            raise FrankaFaultError(
+                f"franky's motion planner failed {self._planner_errors} times in a row ({exc}); the Franka at "
+                f"{self.config.ip} holds its pose. Check the targets (units, continuity) and reconnect"
+            ) from None
+        logger.warning("Franka motion planner failed (%s); the arm holds and this step's command was dropped", exc)
 
     def _on_fault(self, exc: Exception) -> None:
         """Recover the first fault of this connection automatically; raise on any later one."""
