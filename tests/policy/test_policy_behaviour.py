@@ -166,3 +166,21 @@ def test_fast_pretrain_overfit_one_batch_then_generation_decodes_the_training_ch
     decoded = policy.predict_action_chunk(batch)  # free-running greedy generation
     assert (decoded - batch[ACTION]).abs().mean() < 0.05  # FAST rounds to 1/fast_scale per DCT coefficient
     assert policy.fast_decode_errors == 0
+
+
+def test_a_sample_gets_the_same_chunk_alone_or_in_a_batch_and_its_chunk_reads_its_images(ds7):
+    """The prefix computed once per chunk and reused over the Euler steps is each sample's own:
+    batching (with its padding and masks) changes nothing, and another image changes the chunk."""
+    policy, pre = build(ds7, mode="ki")
+    policy.eval()
+    batch = batch_of(ds7, pre, [2, 25])
+    noise = torch.randn(2, policy.config.chunk_size, policy.config.max_action_dim, generator=torch.Generator().manual_seed(0))
+    together = policy.predict_action_chunk(batch, noise=noise)
+    for i in range(2):
+        one = {k: v[i : i + 1] if torch.is_tensor(v) or isinstance(v, list) else v for k, v in batch.items()}
+        torch.testing.assert_close(policy.predict_action_chunk(one, noise=noise[i : i + 1]), together[i : i + 1], rtol=1e-4, atol=1e-4)
+    swapped = dict(batch)
+    for key in policy.config.camera_keys:
+        swapped[key] = batch[key].flip(0)  # sample 0 now sees sample 1's images
+    moved = policy.predict_action_chunk(swapped, noise=noise)
+    assert (moved - together).abs().max() > 1e-3

@@ -82,3 +82,29 @@ def test_hub_loading_passes_token_revision_and_download_flags(ds7, monkeypatch):
         "local_files_only": True,
         "cache_dir": "/tmp/hub-cache",
     }
+
+
+def test_compiled_denoise_step_compiles_a_bounded_number_of_graphs(ds7, monkeypatch):
+    """`--policy.compile=true`: 50 chunks with varying states, tasks and frames reuse the same graphs
+    (dynamo's eager backend stands in for inductor: the count of graphs is dynamo's, not the backend's)."""
+    import torch._dynamo
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from test_policy_behaviour import batch_of
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend="eager", dynamic=kw.get("dynamic")))
+    torch._dynamo.reset()
+    cfg = LabVLAConfig(**TINY, mode="ki", compile=True)
+    policy = make_policy(cfg, ds_meta=ds7.meta)
+    pre, _ = make_pre_post_processors(cfg, dataset_stats=ds7.meta.stats)
+    policy.eval()
+    gen = torch.Generator().manual_seed(0)
+    ten = batch_of(ds7, pre, list(range(0, 40, 4)))
+    frames = [{k: v[i : i + 1] if torch.is_tensor(v) or isinstance(v, list) else v for k, v in ten.items()} for i in range(10)]
+    for step in range(50):
+        batch = dict(frames[step % len(frames)])
+        batch["observation.state"] = batch["observation.state"] + torch.rand(batch["observation.state"].shape, generator=gen)
+        policy.predict_action_chunk(batch)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert 1 <= graphs <= 2, graphs
