@@ -70,22 +70,27 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--tasks", default=",".join(GYM_IDS))
+    p.add_argument("--attacks", default=",".join(("expert",) + ATTACKS), help="which rows to (re-)measure")
     p.add_argument("--out", default="benchmarks/results/labutopia_attacks.json")
     args = p.parse_args()
-    tasks = args.tasks.split(",")
+    tasks, wanted = args.tasks.split(","), set(args.attacks.split(","))
     load = os.getloadavg()
     t0 = time.time()
     attack_seeds = range(ATTACK_SEED, ATTACK_SEED + args.seeds)
     with ProcessPoolExecutor(args.workers) as pool:
-        jobs = [("record", t, s, RECORD_SEED + k) for t in tasks for s in SPLIT_NAMES for k in range(args.replays)]
-        jobs += [("expert", t, s, EXPERT_SEED + k) for t in tasks for s in SPLIT_NAMES for k in range(args.experts)]
+        jobs = [("record", t, s, RECORD_SEED + k) for t in tasks for s in SPLIT_NAMES for k in range(args.replays)
+                if "replay" in wanted]
+        jobs += [("expert", t, s, EXPERT_SEED + k) for t in tasks for s in SPLIT_NAMES for k in range(args.experts)
+                 if "expert" in wanted]
         jobs += [(a, t, s, k) for t in tasks for s in SPLIT_NAMES for a in ("zero", "random", "sticky_random", "press_down")
-                 for k in attack_seeds]
-        jobs += [("poke_rim", "pour_liquid", s, k) for s in SPLIT_NAMES for k in attack_seeds if "pour_liquid" in tasks]
+                 for k in attack_seeds if a in wanted]
+        jobs += [("poke_rim", "pour_liquid", s, k) for s in SPLIT_NAMES for k in attack_seeds
+                 if "pour_liquid" in tasks and "poke_rim" in wanted]
         done = list(pool.map(job, *zip(*jobs)))
         records = [d for d in done if d[0] == "record"]
         replay_jobs = [("replay", t, s, k, acts) for _, t, s, _, ok, acts in records for k in attack_seeds]
-        done += list(pool.map(job, *zip(*replay_jobs)))
+        if replay_jobs:
+            done += list(pool.map(job, *zip(*replay_jobs)))
     results: dict = {t: {s: {} for s in SPLIT_NAMES} for t in tasks}
     for kind, task, split, seed, ok, prog in done:
         cell = results[task][split].setdefault(kind, {"episodes": 0, "successes": 0, "progress": 0.0})
@@ -97,9 +102,10 @@ def main() -> None:
         for s in SPLIT_NAMES:
             for kind, cell in results[t][s].items():
                 cell["success_rate"] = cell["successes"] / cell["episodes"]
-                cell["mean_progress"] = round(cell.pop("progress") / cell["episodes"], 4) if kind != "record" else None
+                progress = cell.pop("progress")
+                cell["mean_progress"] = round(progress / cell["episodes"], 4) if kind != "record" else None
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    run = {"tasks": tasks, "commit": commit, "machine": platform.processor() or platform.machine(),
+    run = {"tasks": tasks, "attacks": sorted(wanted), "commit": commit, "machine": platform.processor() or platform.machine(),
            "cpus": os.cpu_count(), "load_avg_at_start": load, "load_avg_at_end": os.getloadavg(),
            "wall_s": round(time.time() - t0, 1),
            "settings": {"experts": args.experts, "replays": args.replays, "seeds": args.seeds,
@@ -109,8 +115,10 @@ def main() -> None:
     path = Path(args.out)
     # Runs over a subset of tasks update those tasks in an existing file (each run keeps its own metadata).
     out = json.loads(path.read_text()) if path.exists() else {"runs": [], "results": {}}
-    out["runs"] = [r for r in out["runs"] if not set(r["tasks"]) <= set(tasks)] + [run]
-    out["results"].update(results)
+    out["runs"].append(run)
+    for t in tasks:  # replace only the cells this run measured
+        for s in SPLIT_NAMES:
+            out["results"].setdefault(t, {}).setdefault(s, {}).update(results[t][s])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(out, indent=1) + "\n")

@@ -72,7 +72,8 @@ def _toward(env: LabUtopiaEnv, pos: np.ndarray, gripper: float, limit: float = 0
 def poke_rim(env: LabUtopiaEnv, t: int) -> np.ndarray:
     """pour_liquid without a grasp: closed fingertips on the source's rim, then the expert's pour path."""
     sim, ctx = env.sim, env.ctx
-    rim = sim.site_pos(f"{ctx['src']}_rim")
+    # On the wall, not over the mouth: 0.9 radius out from the axis, across the closing direction.
+    rim = sim.site_pos(f"{ctx['src']}_rim") + [0.9 * sim.assets[ctx["src"]].params["radius"], 0, 0]
     if t < 40:
         goal = rim + [0, 0, 0.12]
     elif t < 70:
