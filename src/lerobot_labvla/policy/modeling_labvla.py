@@ -26,7 +26,7 @@ from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.policy.action_expert import ActionExpert
 from lerobot_labvla.policy.backbone import QwenBackbone, build_vlm, load_tokenizer
 from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
-from lerobot_labvla.policy.processor_labvla import PROMPT_KEY  # importing it registers the steps checkpoints name
+from lerobot_labvla.policy.processor_labvla import PROMPT_KEY, PROMPT_WITH_STATE_KEY  # importing it registers the steps checkpoints name
 from lerobot_labvla.policy.fast_data import fit_fast_tokenizer
 from lerobot_labvla.policy.fast_tokenizer import FILE_NAME as FAST_FILE, FastTokenizer
 from lerobot_labvla.policy.normalization_checks import check_stats
@@ -238,7 +238,8 @@ class LabVLAPolicy(PreTrainedPolicy):
                 f"batch has no {PROMPT_KEY!r}; run it through the labvla preprocessor "
                 "(lerobot.policies.factory.make_pre_post_processors)"
             )
-        prompts = batch[PROMPT_KEY]
+        # fast_pretrain reads the state as text (official vlm_pretrain); posttrain modes the raw instruction.
+        prompts = batch.get(PROMPT_WITH_STATE_KEY, batch[PROMPT_KEY]) if self.config.mode == "fast_pretrain" else batch[PROMPT_KEY]
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         slots = [batch.get(k) for k in cameras]
         slots += [None] * (self.config.num_camera_slots - len(slots))

@@ -36,6 +36,7 @@ from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
 from lerobot_labvla.policy.normalization_checks import check_stats
 
 PROMPT_KEY = "prompt"
+PROMPT_WITH_STATE_KEY = "prompt_with_state"
 
 
 class _LabVLAStep(ProcessorStep):
@@ -84,16 +85,16 @@ class LabVLACheckInputsStep(_LabVLAStep):
 @ProcessorStepRegistry.register(name="labvla_prompt")
 @dataclass
 class LabVLAPromptStep(_LabVLAStep):
-    """The official LabVLA prompt, written to complementary data `prompt` (the policy tokenizes it).
+    """The official LabVLA prompts, written to complementary data (the policy tokenizes them).
 
-    `instruction` (posttrain: ki / finetune): the raw instruction. `state` (fast_pretrain): the
-    normalized state as bins, `<state>b b ...</state>\n{task}`, `b = floor((s + 1) * bins / 2)`
-    clamped to [0, bins - 1]. Runs after the normalizer.
+    `prompt` (posttrain: ki / finetune): the raw instruction. `prompt_with_state` (fast_pretrain):
+    the normalized state as bins, `<state>b b ...</state>\n{task}`, `b = floor((s + 1) * bins / 2)`
+    clamped to [0, bins - 1]. Both are written so that a checkpoint's saved pipeline serves every
+    mode the policy is switched to (`--policy.path=... --policy.mode=ki`). Runs after the normalizer.
     """
 
     state_bins: int = 256
     task_key: str = "task"
-    format: str = "instruction"
 
     def __call__(self, transition: EnvTransition) -> EnvTransition:
         transition = transition.copy()
@@ -106,14 +107,12 @@ class LabVLAPromptStep(_LabVLAStep):
         tasks = [tasks] * bsz if isinstance(tasks, str) else list(tasks)
         if len(tasks) != bsz:
             raise LabVLAError(f"{len(tasks)} task strings for a batch of {bsz}")
-        if self.format == "state":
-            values = state.detach().float().cpu().numpy()
-            bins = np.clip(np.floor((values + 1) * self.state_bins / 2), 0, self.state_bins - 1).astype(int)
-            comp[PROMPT_KEY] = [
-                f"<state>{' '.join(map(str, row))}</state>\n{task}" for task, row in zip(tasks, bins, strict=True)
-            ]
-        else:
-            comp[PROMPT_KEY] = [str(task) for task in tasks]
+        values = state.detach().float().cpu().numpy()
+        bins = np.clip(np.floor((values + 1) * self.state_bins / 2), 0, self.state_bins - 1).astype(int)
+        comp[PROMPT_KEY] = [str(task) for task in tasks]
+        comp[PROMPT_WITH_STATE_KEY] = [
+            f"<state>{' '.join(map(str, row))}</state>\n{task}" for task, row in zip(tasks, bins, strict=True)
+        ]
         transition[TransitionKey.COMPLEMENTARY_DATA] = comp
         return transition
 
@@ -141,7 +140,7 @@ def make_labvla_pre_post_processors(
         LabVLACheckInputsStep(max_state_dim=config.max_state_dim),
         relative_step,
         steps.normalize,
-        LabVLAPromptStep(state_bins=config.state_bins, format="state" if config.mode == "fast_pretrain" else "instruction"),
+        LabVLAPromptStep(state_bins=config.state_bins),
         steps.to_device,
     ]
     output_steps: list[ProcessorStep] = [
