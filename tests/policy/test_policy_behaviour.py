@@ -2,8 +2,9 @@
 
 Each test fails on a plausible bug that leaves shapes and finiteness intact: a flipped flow
 target or Euler direction, a dropped loss mask, an expert that can read the FAST targets, a
-FAST head that cannot learn its sequence. They use `forward`, `predict_action_chunk` and
-`select_action` on the tiny configuration, so they outlive changes to the architecture.
+FAST head that cannot learn its sequence. They use `forward` and `predict_action_chunk` on the
+tiny configuration (plus a forward hook on `policy.expert`'s output and a swapped
+`policy.fast.encode`), so they outlive changes to the architecture.
 """
 
 from __future__ import annotations
@@ -139,8 +140,9 @@ def test_per_sample_loss_keeps_the_fast_gradient(ds7, mode):
 def test_overfit_one_batch_then_sampled_chunks_are_the_training_chunks(ds7):
     """After memorizing two frames (from two episodes), sampling from fresh noise returns their chunks.
 
-    A flipped flow target or a reversed Euler direction ends ~2x the data's spread away (about 1.5
-    here), an expert that ignores its conditioning at the two chunks' mean: the thresholds exclude both.
+    Measured on the tiny model: 0.25 after 300 steps (the two chunks' mean is 0.74 away); with the
+    flow target flipped, 2.4 (Euler then runs away from the data); an expert that ignores its
+    conditioning lands at the two chunks' mean: the thresholds exclude both.
     """
     policy, pre = build(ds7, mode="finetune", freeze_backbone=True)
     batch = batch_of(ds7, pre, [2, 25] * 4)  # repeated: more (t, noise) draws per step
@@ -151,10 +153,6 @@ def test_overfit_one_batch_then_sampled_chunks_are_the_training_chunks(ds7):
     err = (sampled - target).abs().mean().item()
     mean_chunk_err = (target - target.mean(0, keepdim=True)).abs().mean().item()
     assert err < 0.35 and err < 0.6 * mean_chunk_err, (err, mean_chunk_err)
-    policy.reset()
-    torch.manual_seed(2)
-    first = policy.select_action({k: v[:2] if torch.is_tensor(v) or isinstance(v, list) else v for k, v in batch.items()})
-    assert (first - target[:2, 0]).abs().mean() < 0.35
 
 
 def test_fast_pretrain_overfit_one_batch_then_generation_decodes_the_training_chunks(ds7):
