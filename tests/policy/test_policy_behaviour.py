@@ -9,8 +9,6 @@ tiny configuration (plus a forward hook on `policy.expert`'s output and a swappe
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -82,10 +80,9 @@ def test_fm_loss_ignores_padded_action_dims_and_padded_chunk_steps(ds7):
     action_dim = batch[ACTION].shape[-1]
     base, _ = seeded_forward(policy, batch, reduction="none")
 
-    changed = copy.copy(batch)
-    changed[ACTION] = batch[ACTION].clone()
-    changed[ACTION][is_pad] = 123.0
-    torch.testing.assert_close(seeded_forward(policy, changed, reduction="none")[0], base)
+    # Not asserted: changing the *input* actions at padded steps does move the loss (by ~1% for a
+    # value of 123), because the noised padded steps are expert inputs that the real steps attend
+    # to, as in the official code; only the loss itself is masked, which the hooks below check.
 
     def add_to_output(where):
         def hook(module, args, out):
