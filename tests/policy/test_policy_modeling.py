@@ -71,7 +71,7 @@ def test_finetune_without_freeze_lets_fm_train_the_backbone(ds7):
 
 def test_freeze_backbone_leaves_only_expert_trainable(ds7):
     policy, _, _ = build(ds7, mode="finetune", freeze_backbone=True)
-    trainable = {id(p) for p in policy.get_optim_params()}
+    trainable = {id(p) for group in policy.get_optim_params() for p in group["params"]}
     assert trainable == {id(p) for p in policy.expert.parameters()}
 
 
