@@ -235,26 +235,20 @@ class Sim:
         return bool(np.hypot(rel[0], rel[1]) < 0.5 * radius and 0.01 < rel[2] < height - 0.008
                     and self.gripper_width < 2 * radius + 0.01)
 
-    def robot_touches(self, body: str) -> bool:
-        """True when any robot geom is in contact with `body`'s tree (the object and all its parts)."""
+    def _bodies_touching(self, body: str) -> np.ndarray:
+        """Ids of the bodies in contact with `body`'s tree (the object and all its parts), one per contact."""
         n = self.data.ncon
-        if n == 0:
-            return False
         m, c = self.model, self.data.contact
         b1, b2 = m.geom_bodyid[c.geom1[:n]], m.geom_bodyid[c.geom2[:n]]
         root = m.body_rootid[m.body(body).id]
-        robot = np.isin(b1, self._robot_ids), np.isin(b2, self._robot_ids)
-        return bool(np.any(robot[0] & (m.body_rootid[b2] == root)) or np.any(robot[1] & (m.body_rootid[b1] == root)))
+        return np.concatenate([b1[m.body_rootid[b2] == root], b2[m.body_rootid[b1] == root]])
+
+    def robot_touches(self, body: str) -> bool:
+        """True when any robot geom is in contact with `body`'s tree (the object and all its parts)."""
+        return bool(np.isin(self._bodies_touching(body), self._robot_ids).any())
 
     def fingers_touch(self, body: str) -> bool:
         """True when both fingers are in contact with `body` (or any body of its subtree)."""
-        n = self.data.ncon
-        if n == 0:
-            return False
-        m, c = self.model, self.data.contact
-        b1, b2 = m.geom_bodyid[c.geom1[:n]], m.geom_bodyid[c.geom2[:n]]
-        root = m.body_rootid[m.body(body).id]
+        on_obj = self._bodies_touching(body)
         left, right = self._fingers
-        pairs = np.concatenate([np.stack([b1, m.body_rootid[b2]], 1), np.stack([b2, m.body_rootid[b1]], 1)])
-        on_obj = pairs[pairs[:, 1] == root, 0]
         return bool(np.any(on_obj == left) and np.any(on_obj == right))
