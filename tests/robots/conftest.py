@@ -2,40 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 
 import pytest
-
-
-def _start(args: list[str], timeout_s: float = 60.0) -> tuple[subprocess.Popen, str]:
-    """Start `python -m lerobot_labvla.robots.franka.sim ARGS`; return it and the address it printed."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lerobot_labvla.robots.franka.sim", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout_s)
-    if not line or not line[0].startswith("ready "):
-        proc.kill()
-        raise RuntimeError(f"franka sim {args} did not start: {line} {proc.stderr.read()[-2000:]}")
-    # Keep draining stdout (injected-reflex lines) so the pipe never fills.
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    return proc, line[0].split()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+from franka_helpers import _start, _stop, free_port
 
 
 @pytest.fixture
@@ -52,12 +22,6 @@ def franky_sim() -> Iterator:
     yield start
     for proc in procs:
         _stop(proc)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
