@@ -6,36 +6,64 @@ the shipped configs/accelerate/fsdp.yaml is what it launches with.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from policy_helpers import BIN, TINY_POLICY, assert_ok, run_cli, train_args
+from policy_helpers import BIN, TINY_POLICY, assert_ok, train_args
 from synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def launch(launcher: list[str], dataset, out: Path, *extra: str, device: str = "cpu"):
-    proc = run_cli(
-        "accelerate",
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(launcher: list[str], dataset, out: Path, *extra: str, device: str = "cpu", timeout: int = 420):
+    """`accelerate launch` pinned to the loopback interface, in its own process group.
+
+    A CI box hung here for 15 minutes: with nothing pinned, gloo picks the address the hostname resolves to
+    and torchrun a rendezvous port of its own, either of which can be unreachable in a sandbox, and the
+    process group then waits out its 30-minute timeout. Pinning both to 127.0.0.1 removes that, and the
+    timeout (below pytest's 900 s) kills the whole tree and shows the ranks' output instead of a bare hang.
+    """
+    cmd = [
+        str(BIN / "accelerate"),
         "launch",
         *launcher,
         "--num_processes=2",
         "--num_machines=1",
+        "--main_process_ip=127.0.0.1",
+        f"--main_process_port={free_port()}",
         "--mixed_precision=no",
         "--dynamo_backend=no",
         str(BIN / "lerobot-train"),
         *[a for a in TINY_POLICY if not a.startswith("--policy.device=")],
         f"--policy.device={device}",
         *train_args(dataset, out, *extra, steps=3),
-        env={"OMP_NUM_THREADS": "1"},
-        timeout=900,
-    )
-    assert_ok(proc)
-    return proc
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
+           "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"accelerate launch ran past {timeout} s; its output:\n{(stdout + stderr)[-4000:]}")
+    done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    assert_ok(done)
+    return done
 
 
 def loads_and_samples(checkpoint: Path) -> None:
