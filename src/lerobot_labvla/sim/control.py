@@ -49,6 +49,8 @@ class ArmController:
         self.iterations, self.damping, self.nullspace_gain = iterations, damping, nullspace_gain
         m = sim.model
         self.q_lo, self.q_hi = m.jnt_range[sim.arm_joint_ids, 0], m.jnt_range[sim.arm_joint_ids, 1]
+        free = m.jnt_limited[sim.arm_joint_ids] == 0  # continuous joints (Kinova Gen3) have range (0, 0)
+        self.q_lo, self.q_hi = np.where(free, -np.inf, self.q_lo), np.where(free, np.inf, self.q_hi)
         self._jp, self._jr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
         self.rest_q = sim.arm_qpos
         self.reset()
@@ -78,7 +80,7 @@ class ArmController:
             jjt_inv = np.linalg.solve(jac @ jac.T + eye, np.eye(6))
             dq = jac.T @ jjt_inv @ e
             # Pull gently towards the rest posture in the null space (keeps the elbow from drifting).
-            null = np.eye(7) - jac.T @ jjt_inv @ jac
+            null = np.eye(len(s.arm_qadr)) - jac.T @ jjt_inv @ jac
             dq += null @ (self.nullspace_gain * (self.rest_q - d.qpos[s.arm_qadr]))
             d.qpos[s.arm_qadr] = np.clip(d.qpos[s.arm_qadr] + dq, self.q_lo, self.q_hi)
         return d.qpos[s.arm_qadr].copy()

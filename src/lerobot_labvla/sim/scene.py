@@ -6,6 +6,7 @@ per episode from a seed; a `Sim` owns the compiled model, its data and the devic
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Collection
 
 import mujoco
@@ -13,9 +14,11 @@ import numpy as np
 
 from lerobot_labvla.sim.assets import Asset, bench
 from lerobot_labvla.sim.assets.devices import INDICATOR_OFF, INDICATOR_ON
-from lerobot_labvla.sim.robots.fr3 import ARM_JOINTS, GRIPPER_MAX_WIDTH, fr3_spec
+from lerobot_labvla.sim.robots import RobotProfile, get_profile
+from lerobot_labvla.sim.robots.fr3 import FR3
+from lerobot_labvla.sim.robots.profile import ArmSpec
 
-ROBOT_PREFIX = "fr3/"
+ROBOT_PREFIX = FR3.prefix  # "fr3/": the default robot's names in a compiled scene
 BUTTON_LATCH_FRACTION = 0.6  # a button counts as pressed past 60% of its travel
 GRASPABLE_CATEGORIES = {"beaker", "flask", "graduated_cylinder", "test_tube", "bottle"}
 
@@ -43,6 +46,7 @@ class SceneBuilder:
         # True: every graspable vessel may be welded; a collection: only the named assets.
         self.grasp_assist = grasp_assist
         self.assets: dict[str, Asset] = {}
+        self.profile: RobotProfile | None = None
         self.world.add_geom(type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 3, 0.1], pos=[0, 0, -0.8],
                             rgba=[0.35, 0.33, 0.3, 1])
         self.add(bench, rgba=bench_rgba)
@@ -53,10 +57,11 @@ class SceneBuilder:
         self.assets[asset.name] = asset
         return asset
 
-    def add_robot(self, pos=(0.0, 0.0, 0.0)) -> None:
-        """Attach the FR3 (names prefixed `fr3/`) with its base at `pos` on the bench."""
+    def add_robot(self, pos=(0.0, 0.0, 0.0), robot: str | RobotProfile = "fr3") -> None:
+        """Attach robot profile `robot` (names prefixed `<name>/`, default the FR3) with its base at `pos` on the bench."""
+        self.profile = get_profile(robot)
         site = self.world.add_site(name="robot_mount", pos=list(pos))
-        site.attach_body(fr3_spec().body("base"), ROBOT_PREFIX, "")
+        site.attach_body(self.profile.build().body("base"), self.profile.prefix, "")
 
     def add_camera(self, name: str, pos, lookat, fovy: float = 50.0) -> None:
         """A fixed camera at `pos` looking at `lookat` (world frame, z up)."""
@@ -74,36 +79,56 @@ class SceneBuilder:
 
     def build(self) -> Sim:
         """Compile the spec into a runnable `Sim`."""
+        profile = self.profile or FR3
+        hand = profile.prefix + profile.arms[0].hand  # the assist welds to the first arm's hand
         for name, asset in self.assets.items():
             wanted = self.grasp_assist is True or (not isinstance(self.grasp_assist, bool) and name in self.grasp_assist)
             if wanted and asset.graspable_sites and asset.category in GRASPABLE_CATEGORIES:
-                eq = self.spec.add_equality(type=mujoco.mjtEq.mjEQ_WELD, name=f"grasp_{name}", name1=ROBOT_PREFIX + "hand",
+                eq = self.spec.add_equality(type=mujoco.mjtEq.mjEQ_WELD, name=f"grasp_{name}", name1=hand,
                                             name2=asset.body, objtype=mujoco.mjtObj.mjOBJ_BODY)
                 eq.active = False
                 eq.solref = [0.01, 1.0]
-        return Sim(self.spec.compile(), dict(self.assets), self.substeps)
+        return Sim(self.spec.compile(), dict(self.assets), self.substeps, profile)
 
 
 def _has_eq(model: mujoco.MjModel, name: str) -> bool:
     return mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_EQUALITY, name) >= 0
 
 
-class Sim:
-    """A compiled scene: stepping, robot state, named lookups and device latches (button -> on)."""
+class _ArmIds:
+    """One arm's ids and gripper mapping in a compiled model."""
 
-    def __init__(self, model: mujoco.MjModel, assets: dict[str, Asset], substeps: int):
+    def __init__(self, m: mujoco.MjModel, prefix: str, arm: ArmSpec):
+        self.spec = arm
+        self.joint_ids = np.array([m.joint(prefix + j).id for j in arm.joints])
+        self.qadr, self.vadr = m.jnt_qposadr[self.joint_ids], m.jnt_dofadr[self.joint_ids]
+        self.act = np.array([m.actuator(prefix + a).id for a in arm.actuators])
+        self.grip_act = np.array([m.actuator(prefix + a).id for a, _, _ in arm.gripper])
+        self.grip_closed = np.array([c for _, c, _ in arm.gripper])
+        self.grip_open = np.array([o for _, _, o in arm.gripper])
+        self.finger_qadr = np.array([m.jnt_qposadr[m.joint(prefix + j).id] for j, _, _ in arm.fingers])
+        self.finger_closed = np.array([c for _, c, _ in arm.fingers])
+        self.finger_open = np.array([o for _, _, o in arm.fingers])
+        self.tcp_site = m.site(prefix + arm.tcp).id
+        self.hand_body = m.body(prefix + arm.hand).id
+        self.fingers = tuple(m.body(prefix + b).id for b in arm.finger_bodies)
+
+
+class Sim:
+    """A compiled scene: stepping, robot state, named lookups and device latches (button -> on).
+
+    The arm-specific attributes and methods (arm_qpos, tcp_pos, set_gripper, ...) are those of the
+    first arm; `for_arm("left")` returns a view of the same sim on another arm, which skills and
+    `ArmController` use unchanged.
+    """
+
+    def __init__(self, model: mujoco.MjModel, assets: dict[str, Asset], substeps: int, profile: RobotProfile | None = None):
         self.model, self.data, self.assets, self.substeps = model, mujoco.MjData(model), assets, substeps
         m = model
-        self.arm_joint_ids = np.array([m.joint(ROBOT_PREFIX + j).id for j in ARM_JOINTS])
-        self.arm_qadr = m.jnt_qposadr[self.arm_joint_ids]
-        self.arm_vadr = m.jnt_dofadr[self.arm_joint_ids]
-        self.finger_qadr = np.array([m.jnt_qposadr[m.joint(ROBOT_PREFIX + f"finger_joint{i}").id] for i in (1, 2)])
-        self.arm_act = np.array([m.actuator(ROBOT_PREFIX + j).id for j in ARM_JOINTS])
-        self.hand_act = m.actuator(ROBOT_PREFIX + "hand").id
-        self.tcp_site = m.site(ROBOT_PREFIX + "tcp").id
-        self.hand_body = m.body(ROBOT_PREFIX + "hand").id
-        self._fingers = (m.body(ROBOT_PREFIX + "left_finger").id, m.body(ROBOT_PREFIX + "right_finger").id)
-        self.robot_bodies = {b for b in range(m.nbody) if m.body(b).name.startswith(ROBOT_PREFIX)}
+        self.profile = profile or FR3
+        self.arms = {a.name: _ArmIds(m, self.profile.prefix, a) for a in self.profile.arms}
+        self._select(self.profile.arms[0].name)
+        self.robot_bodies = {b for b in range(m.nbody) if m.body(b).name.startswith(self.profile.prefix)}
         self._robot_ids = np.array(sorted(self.robot_bodies))
         self.device_on: dict[str, bool] = {}
         # Optional grasp assist (SceneBuilder(grasp_assist=...)): friction alone does not hold a
@@ -114,12 +139,37 @@ class Sim:
         self.held: str | None = None
         self._buttons = {n: a for n, a in assets.items() if "button" in a.articulation}
 
+    def _select(self, arm: str) -> None:
+        a = self.arms[arm]
+        self.arm_name, self._arm = arm, a
+        self.arm_joint_ids, self.arm_qadr, self.arm_vadr, self.arm_act = a.joint_ids, a.qadr, a.vadr, a.act
+        self.finger_qadr, self.hand_act, self.tcp_site, self.hand_body = a.finger_qadr, a.grip_act[0], a.tcp_site, a.hand_body
+        self._fingers = a.fingers
+
+    def for_arm(self, arm: str | None) -> Sim:
+        """This sim seen through arm `arm` (None: the first arm): same model, data, devices; own TCP and gripper."""
+        if arm is None or arm == self.arm_name:
+            return self
+        self.profile.arm(arm)  # a clear error for an unknown arm
+        view = copy.copy(self)
+        view._select(arm)
+        view.held = None
+        view.grasp_eq = {}  # the grasp-assist welds hold the first arm's hand
+        return view
+
     # --- running -------------------------------------------------------------------------
     def reset(self, arm_qpos: np.ndarray, gripper: float = 1.0) -> None:
-        """Robot at `arm_qpos` with the gripper `gripper` open (1 = fully open), devices off."""
+        """Robot at `arm_qpos` with the gripper `gripper` open (1 = fully open), devices off; other arms at home."""
         mujoco.mj_resetData(self.model, self.data)
+        for name, other in self.arms.items():
+            if name != self.arm_name:
+                self.data.qpos[other.qadr] = other.spec.home
+                self.data.ctrl[other.act] = other.spec.home
+                self.data.qpos[other.finger_qadr] = other.finger_open
+                self.data.ctrl[other.grip_act] = other.grip_open
         self.data.qpos[self.arm_qadr] = arm_qpos
-        self.data.qpos[self.finger_qadr] = gripper * GRIPPER_MAX_WIDTH / 2
+        a = self._arm
+        self.data.qpos[self.finger_qadr] = a.finger_closed + gripper * (a.finger_open - a.finger_closed)
         self.data.ctrl[self.arm_act] = arm_qpos
         self.set_gripper(gripper)
         for name in self._buttons:
@@ -130,12 +180,27 @@ class Sim:
 
     def set_gripper(self, opening: float) -> None:
         """Gripper command in [0, 1]: 0 closed (force-limited squeeze), 1 fully open."""
-        self.data.ctrl[self.hand_act] = float(np.clip(opening, 0.0, 1.0)) * 255.0
+        a = self._arm
+        self.data.ctrl[a.grip_act] = a.grip_closed + float(np.clip(opening, 0.0, 1.0)) * (a.grip_open - a.grip_closed)
+
+    @property
+    def gripper_command(self) -> float:
+        """The commanded gripper opening in [0, 1] (what `set_gripper` last set)."""
+        a = self._arm
+        return float((self.data.ctrl[a.grip_act[0]] - a.grip_closed[0]) / (a.grip_open[0] - a.grip_closed[0]))
 
     def step(self, arm_qpos_target: np.ndarray) -> None:
         """Hold the arm servos at `arm_qpos_target` for one control period (`substeps` physics steps)."""
+        self.command(arm_qpos_target)
+        self.advance()
+
+    def command(self, arm_qpos_target: np.ndarray) -> None:
+        """Set this arm's servo targets (and engage/release its grasp assist) without stepping physics."""
         self.data.ctrl[self.arm_act] = arm_qpos_target
         self._update_grasp()
+
+    def advance(self) -> None:
+        """One control period of physics for every arm at its current commands (after `command` on each)."""
         for _ in range(self.substeps):
             mujoco.mj_step(self.model, self.data)
         self._update_devices()
@@ -145,7 +210,7 @@ class Sim:
         return self.model.opt.timestep * self.substeps
 
     def _update_grasp(self) -> None:
-        closing = self.data.ctrl[self.hand_act] < 0.5 * 255
+        closing = self.gripper_command < 0.5
         if self.held is not None and not closing:
             self.data.eq_active[self.grasp_eq[self.held]] = 0
             self.held = None
@@ -196,7 +261,8 @@ class Sim:
 
     @property
     def gripper_width(self) -> float:
-        return float(self.data.qpos[self.finger_qadr].sum())
+        a = self._arm
+        return float(a.spec.width_at_closed + np.abs(self.data.qpos[self.finger_qadr] - a.finger_closed).sum())
 
     @property
     def tcp_pos(self) -> np.ndarray:
@@ -226,7 +292,7 @@ class Sim:
         fingers in contact, the object's axis between the fingers and the fingertips below its rim."""
         a = self.assets[asset]
         radius, height = a.params.get("radius"), a.params.get("height")
-        if radius is None or height is None or self.data.ctrl[self.hand_act] >= 0.5 * 255:
+        if radius is None or height is None or self.gripper_command >= 0.5:
             return False
         if not self.fingers_touch(a.body):
             return False

@@ -78,3 +78,18 @@ def fr3_spec() -> mujoco.MjSpec:
     for key in list(spec.keys):
         spec.delete(key)
     return spec
+
+
+def _fr3_profile():
+    from lerobot_labvla.sim.robots.profile import ArmSpec, RobotProfile
+
+    arm = ArmSpec(name="main", joints=ARM_JOINTS, actuators=ARM_JOINTS, home=tuple(HOME_QPOS.tolist()),
+                  gripper=(("hand", 0.0, 255.0),), fingers=(("finger_joint1", 0.0, 0.04), ("finger_joint2", 0.0, 0.04)),
+                  finger_bodies=("left_finger", "right_finger"), hand="hand", max_width=GRIPPER_MAX_WIDTH)
+    return RobotProfile(name="fr3", title="Franka Research 3 + Franka hand", arms=(arm,),
+                        gripper="Franka hand, parallel jaw 0-80 mm, tendon servo", grip_force=140.0,
+                        licence="Apache-2.0 (franky-sim; MJCF from MuJoCo Menagerie, meshes from franka_description)",
+                        package="franky-sim", reach=(0.28, 0.78), build=fr3_spec)
+
+
+FR3 = _fr3_profile()
