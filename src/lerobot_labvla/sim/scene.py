@@ -175,6 +175,8 @@ class Sim:
         for name in self._buttons:
             self._set_device(name, False)
         self.data.eq_active[:] = 0
+        for eq in self.profile.equalities:
+            self.data.eq_active[self.model.equality(self.profile.prefix + eq).id] = 1
         self.held = None
         mujoco.mj_forward(self.model, self.data)
 

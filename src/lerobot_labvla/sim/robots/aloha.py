@@ -5,7 +5,7 @@ include; we read both, drop the `vx300s_left/` name prefix, and attach the arm t
 `right/`). Changes to the shipped model, and why:
 - joint friction (30-60 N m of frictionloss, tuned for gym-aloha's own low-gain servos) removed and
   gravity compensated, so position servos track at the sim core's gains;
-- each finger gets a force-limited position servo (a squeeze of at most GRIP_FORCE N);
+- one force-limited position servo (at most GRIP_FORCE N) drives both fingers, mirrored;
 - a `hand` frame with the TCP site between the fingertips and a `wrist_cam`, oriented as the FR3's
   (z along the approach, y the closing axis), so top-down skills run unchanged.
 """
@@ -25,8 +25,10 @@ from lerobot_labvla.sim.robots.profile import ArmSpec, RobotProfile, position_se
 JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
 KP = (1500.0, 2500.0, 1500.0, 400.0, 400.0, 300.0)
 FINGER_RANGE = (0.021, 0.057)  # m, the shipped slide range of each finger (closed .. open)
-GRIP_FORCE = 25.0  # N per finger
-TCP_X = 0.135  # m from the gripper link origin along the approach axis to the middle of the finger pads
+GRIP_FORCE = 25.0  # N, the servo's force limit
+PAD = 0.003  # m, pad thickness
+PAD_FACE = 0.0224  # m, the finger mesh's inner face from the finger joint axis (measured on the mesh)
+TCP_X = 0.144  # m from the gripper link origin along the approach axis: 1 cm inside the fingertips
 # The arms stand on the bench's long edges at x = MOUNT_X, facing each other along y (the ALOHA layout).
 MOUNT_X, MOUNT_Y = 0.42, 0.46
 # TCP straight down 0.21 m out from the base, 0.20 m over the bench, fingers closing along world y.
@@ -63,16 +65,25 @@ def vx300s_spec() -> mujoco.MjSpec:
         j.armature = 0.05
         j.damping[0] = 0.5 if j.type == mujoco.mjtJoint.mjJNT_SLIDE else 2.0
     position_servos(spec, JOINTS, KP)
-    for finger in ("left_finger", "right_finger"):
-        a = spec.add_actuator(name=finger, target=finger, trntype=mujoco.mjtTrn.mjTRN_JOINT)
-        a.set_to_position(kp=3000.0, kv=30.0)
-        a.forcerange = [-GRIP_FORCE, GRIP_FORCE]
-        a.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
+    # One servo drives both fingers, mirrored by a joint equality (as the real gripper's single motor): two
+    # independent force-limited fingers let a held object float along the closing axis when the arm accelerates.
+    eq = spec.add_equality(type=mujoco.mjtEq.mjEQ_JOINT, name="finger_mirror", name1="right_finger", name2="left_finger")
+    eq.data[:5] = [0.0, -1.0, 0.0, 0.0, 0.0]
+    eq.solref = [0.004, 1.0]  # stiff: a soft mirror lets the driven finger shove the object sideways
+    a = spec.add_actuator(name="gripper", target="left_finger", trntype=mujoco.mjtTrn.mjTRN_JOINT)
+    a.set_to_position(kp=1000.0, kv=100.0)  # closes at < 0.5 m/s: faster pads tunnel through a 4 mm glass wall
+    a.forcerange = [-GRIP_FORCE, GRIP_FORCE]
+    a.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
     for g in spec.geoms:
         g.rgba = [0.15, 0.15, 0.15, 1] if "finger" not in g.name else [0.85, 0.85, 0.85, 1]
-        if "finger" in g.name:
-            g.friction = [1.5, 0.02, 0.001]
-            g.condim = 6
+        if "finger" in g.name:  # MuJoCo collides the convex hull of these L-shaped meshes: it swallows thin walls
+            g.contype = g.conaffinity = 0
+    # Flat rubber pads on the fingers' inner faces at the TCP (what grips, as on the FR3 hand).
+    for finger, side in (("left_finger_link", 1.0), ("right_finger_link", -1.0)):
+        spec.body(finger).add_geom(name=f"{finger}_pad", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.012, PAD / 2, 0.01],
+                                   pos=[TCP_X - 0.0687, -side * (PAD_FACE + PAD / 2), 0], rgba=[0.2, 0.2, 0.2, 1],
+                                   friction=[2.0, 0.05, 0.001], condim=6, solref=[0.004, 1.0],
+                                   solimp=[0.95, 0.99, 0.001, 0.5, 2.0], mass=0.005)
     for b in spec.bodies:
         b.gravcomp = 1.0
     # The hand frame: z along the approach (gripper x), y the closing axis (as the FR3 hand).
@@ -96,17 +107,17 @@ def aloha_spec() -> mujoco.MjSpec:
 def _arm(side: str) -> ArmSpec:
     p = f"{side}/"
     return ArmSpec(name=side, joints=tuple(p + j for j in JOINTS), actuators=tuple(p + j for j in JOINTS), home=HOME[side],
-                   gripper=((p + "left_finger", FINGER_RANGE[0] - 0.01, FINGER_RANGE[1]),
-                            (p + "right_finger", -FINGER_RANGE[0] + 0.01, -FINGER_RANGE[1])),
+                   gripper=((p + "gripper", FINGER_RANGE[0] - 0.01, FINGER_RANGE[1]),),
                    fingers=((p + "left_finger", FINGER_RANGE[0], FINGER_RANGE[1]),
                             (p + "right_finger", -FINGER_RANGE[0], -FINGER_RANGE[1])),
                    finger_bodies=(p + "left_finger_link", p + "right_finger_link"), hand=p + "hand", tcp=p + "tcp",
-                   wrist_camera=p + "wrist_cam", max_width=0.072 + 0.0, width_at_closed=0.0)
+                   wrist_camera=p + "wrist_cam", max_width=0.069 - 2 * PAD,
+                   width_at_closed=-0.003 - 2 * PAD)  # pad gap, measured on the finger meshes
 
 
 ALOHA = RobotProfile(
     name="aloha", title="ALOHA bimanual: two Trossen ViperX 300 S", arms=(_arm("left"), _arm("right")),
-    gripper="ViperX parallel fingers (two force-limited slide servos)", grip_force=GRIP_FORCE,
+    gripper="ViperX parallel fingers 0-57 mm, one force-limited servo", grip_force=GRIP_FORCE,
     licence="Apache-2.0 (gym-aloha; model from the ALOHA/ACT project, meshes from Trossen Robotics' interbotix descriptions)",
     package="gym-aloha", reach=(0.15, 0.55), build=aloha_spec,
-    mounts=((MOUNT_X, MOUNT_Y), (MOUNT_X, -MOUNT_Y)))
+    mounts=((MOUNT_X, MOUNT_Y), (MOUNT_X, -MOUNT_Y)), equalities=("left/finger_mirror", "right/finger_mirror"))

@@ -55,6 +55,7 @@ class RobotProfile:
     reach: tuple[float, float]  # m, horizontal distance of a top-down grasp from an arm's base
     build: Callable[[], mujoco.MjSpec] = field(repr=False, compare=False)
     mounts: tuple[tuple[float, float], ...] = ((0.0, 0.0),)  # xy of each arm's base relative to the profile base
+    equalities: tuple[str, ...] = ()  # robot equality constraints that stay active through `Sim.reset`
 
     @property
     def bimanual(self) -> bool:
