@@ -66,7 +66,8 @@ def _generate(args) -> int:
         raise LabVLAError(f"{errors[0]} (run `labvla-genesis validate {args.workflow}` for all problems)")
     report = generate(loaded, Path(args.out), episodes=args.episodes, workers=args.workers, seed=args.seed,
                       image_size=args.image_size, backend=args.backend, repo_id=args.repo_id,
-                      max_attempts=args.max_attempts, flush_every=args.flush_every, progress=not args.no_progress)
+                      max_attempts=args.max_attempts, flush_every=args.flush_every, progress=not args.no_progress,
+                      randomize=args.randomize)
     print(json.dumps({k: report[k] for k in ("kept", "tried", "success_rate", "rejected")}))
     return 0 if report["kept"] >= args.episodes else 1
 
@@ -155,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-attempts", type=int, default=None, help="give up after this many tries (default: 3x episodes + 10)")
     g.add_argument("--flush-every", type=int, default=25, help="publish the dataset every N kept episodes")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--randomize", choices=("none", "light", "full"), default=None,
+                   help="randomization preset (six axes + paraphrases; default: the workflow's `randomize:`, else legacy jitter)")
     sub.add_parser("robots", help="robot profiles a workflow can name")
     sub.add_parser("assets", help="object types a workflow scene can contain")
     sub.add_parser("scenes", help="LabUtopia scenes (`scene: {labutopia: <task>}`) and their objects and roles")

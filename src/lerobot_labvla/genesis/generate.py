@@ -87,7 +87,7 @@ def _read_attempts(staging: Path) -> dict[int, dict]:
 
 def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1, seed: int = 0, image_size: int = 224,
              backend: str = "local", repo_id: str | None = None, max_attempts: int | None = None,
-             flush_every: int = 25, progress: bool = True) -> dict:
+             flush_every: int = 25, progress: bool = True, randomize: str | None = None) -> dict:
     """Roll out until `episodes` are kept (or `max_attempts` tried); returns the generation report."""
     from tqdm import tqdm
 
@@ -169,7 +169,7 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
                 while kept + in_flight < episodes + workers - 1 and in_flight < 2 * workers \
                         and next_attempt < max_attempts and kept < episodes:
                     pool.submit(EpisodeJob(text, str(loaded.file), next_attempt, episode_seed(seed, next_attempt),
-                                           image_size, str(staging)))
+                                           image_size, str(staging), randomize=randomize))
                     next_attempt += 1
                     in_flight += 1
                 if in_flight == 0:

@@ -1,25 +1,46 @@
-"""Scenes from a workflow: LabUtopia's own scene recipe, or the workflow's objects jittered per seed
-under a varied light, with one of the workflow's wordings of its instruction."""
+"""Scenes from a workflow, randomized along six axes (+ instruction paraphrasing).
+
+Without `randomize:` (in the workflow or `--randomize`) a scene is what it always was: LabUtopia's
+own recipe, or the workflow's objects jittered per seed under a varied light with one of the
+workflow's wordings. With a preset or ranges (genesis/axes.py) the scene builder lays the objects
+out (genesis/scene_builder.py), adds clutter, moves the cameras and the light, recolours what no
+text names, textures the bench and paraphrases the instruction; it validates the scene and redraws
+the layout until every check passes. Every axis draws from its own stream of the episode seed, so
+one axis's range never changes another axis's draw, and nothing changes what the steps ask for.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 
 import numpy as np
 
+from lerobot_labvla.errors import LabVLAError
+from lerobot_labvla.genesis import assets as L
+from lerobot_labvla.genesis import scene_builder as SB
+from lerobot_labvla.genesis.axes import Randomization, resolve
+from lerobot_labvla.genesis.paraphrase import paraphrase, protected_words
 from lerobot_labvla.genesis.workflow import Workflow
 from lerobot_labvla.sim import assets as A
 from lerobot_labvla.sim.assets.stirring import stirring_rod
 from lerobot_labvla.sim.scene import SceneBuilder
 
-# size -> (radius, height) of graspable glassware, inside LabUtopia's `id` ranges where they overlap.
-BEAKER_SIZES = {"small": (0.022, 0.09), "medium": (0.024, 0.10), "large": (0.026, 0.11)}
-COLOR_RGBA = {
-    "clear": (0.7, 0.85, 1.0, 0.45), "blue": (0.55, 0.7, 1.0, 0.5), "green": (0.6, 0.95, 0.7, 0.45),
-    "amber": (1.0, 0.65, 0.2, 0.55), "pink": (1.0, 0.55, 0.75, 0.5), "red": (0.9, 0.2, 0.15, 1.0),
-    "yellow": (0.9, 0.75, 0.1, 1.0), "white": (0.9, 0.9, 0.88, 1.0), "grey": (0.5, 0.5, 0.52, 1.0),
-}
-MAX_PARTICLES = 24  # a full medium beaker; LabUtopia's pour scene uses 20-30
+BEAKER_SIZES = L.BEAKER_SIZES
+COLOR_RGBA = L.GLASS_RGBA
+MAX_PARTICLES = L.MAX_PARTICLES
+LAYOUT_TRIES = 12  # layouts drawn per episode before the scene is rejected
+STREAMS = ("layout", "camera", "lighting", "appearance", "jitter", "clutter", "language")
+
+
+class SceneRejected(LabVLAError):
+    """No layout passed every validation check; `failed` maps check -> why (of the last layout)."""
+
+    def __init__(self, failed: dict[str, str], tries: int):
+        self.failed = failed
+        super().__init__(f"no valid layout in {tries} tries; last failed {', '.join(failed)}: "
+                         + " | ".join(f"{k}: {v}" for k, v in failed.items()))
 
 
 def _labutopia_scene(split):
@@ -30,8 +51,19 @@ def _labutopia_scene(split):
     return make
 
 
-def build_scene(wf: Workflow, rng: np.random.Generator, split) -> tuple[SceneBuilder, dict]:
-    """A `SceneBuilder` for one episode and its context: {"objects": name -> type, "liquids": vessel -> liquid}."""
+def build_scene(wf: Workflow, rng: np.random.Generator, split, randomize=None) -> tuple[SceneBuilder, dict]:
+    """A `SceneBuilder` for one episode and its context: {"objects": name -> type, "liquids": vessel -> liquid}.
+
+    `randomize` (a preset name, ranges, or None for the workflow's own `randomize:`) selects the
+    randomized path; with neither, the scene is the legacy one.
+    """
+    rz = resolve(randomize if randomize is not None else getattr(wf, "randomize", None))
+    if rz is not None:
+        return randomized_scene(wf, rng, split, rz)
+    return _legacy_scene(wf, rng, split)
+
+
+def _legacy_scene(wf: Workflow, rng: np.random.Generator, split) -> tuple[SceneBuilder, dict]:
     if wf.scene.labutopia is not None:
         from lerobot_labvla.envs.labutopia.tasks import get_task
 
@@ -87,3 +119,175 @@ def vary_lighting(split, rng: np.random.Generator):
     bench = np.clip(np.asarray(split.bench_rgba) + [*rng.uniform(-0.03, 0.03, 3), 0.0], 0, 1)
     return dataclasses.replace(split, light_pos=tuple(pos.tolist()), light_diffuse=tuple(diffuse.tolist()),
                                bench_rgba=tuple(bench.tolist()))
+
+
+# --- the randomized path ---------------------------------------------------------------------------
+def randomized_scene(wf: Workflow, rng: np.random.Generator, split, rz: Randomization) -> tuple[SceneBuilder, dict]:
+    """A validated scene under `rz`; raises `SceneRejected` when no layout passes in LAYOUT_TRIES draws."""
+    streams = dict(zip(STREAMS, rng.spawn(len(STREAMS))))
+    split = light(split, streams["lighting"], rz)
+    cameras = camera_poses(streams["camera"], rz)
+    bench = bench_texture(streams["appearance"], rz)
+    if wf.scene.labutopia is not None:  # the benchmark fixes layout, objects and their colours
+        builder, ctx = _legacy_scene(wf, rng, split)
+        _apply_views(builder, cameras, bench)
+        ctx["instruction"] = _instruction(wf, ctx.get("instruction", wf.instruction), streams["language"], rz)
+        ctx["randomization"] = {"preset": rz.preset, "axes": list(rz.axes), "cameras": cameras, "bench": bench,
+                                "clutter": []}
+        return builder, ctx
+    fails: dict[str, str] = {}
+    for plan, builder, liquids, fails in layouts(wf, rz, streams, split, cameras, bench):
+        if not fails:
+            break
+    else:
+        raise SceneRejected(fails, LAYOUT_TRIES)
+    ctx = {"objects": {o.name: o.type for o in wf.scene.objects}, "liquids": liquids, "roles": {},
+           "instruction": _instruction(wf, wf.instruction, streams["language"], rz),
+           "randomization": {"preset": rz.preset, "axes": list(rz.axes), "cameras": cameras, "bench": bench,
+                             "clutter": [p.variant.id for p in plan.placements if p.clutter]}}
+    return builder, ctx
+
+
+def layouts(wf: Workflow, rz: Randomization, streams: dict, split, cameras: dict, bench: dict | None,
+            tries: int = LAYOUT_TRIES, all_checks: bool = False):
+    """Up to `tries` layouts as (plan, builder, liquids, failed checks); the physics checks run only on
+    layouts that pass the geometric ones, unless `all_checks` (then builder/liquids are always set)."""
+    looks = appearance(wf, streams["appearance"], rz, _texts(wf))
+    for _ in range(tries):
+        plan = SB.plan_scene(wf, rz, streams["layout"], streams["jitter"], streams["clutter"])
+        for p in plan.placements:
+            p.rgba, p.material = looks.get(p.name, (None, None))
+        fails = SB.check_plan(plan)
+        builder, liquids = None, {}
+        if not fails or all_checks:
+            builder, liquids = realize(wf, plan, split, cameras, bench)
+            fails |= SB.check_sim(validation_sim(builder), plan, liquids)
+        yield plan, builder, liquids, fails
+
+
+def realize(wf: Workflow, plan: SB.ScenePlan, split, cameras: dict,
+            bench: dict | None = None) -> tuple[SceneBuilder, dict[str, str]]:
+    """The plan as a `SceneBuilder` (LabUtopia's bench, robot, cameras, light) and its vessel -> liquid map."""
+    pours = any(s.skill == "pour" for s in wf.steps)
+    b = _labutopia_scene(split)(split, grasp_assist=pours)
+    liquids = {}
+    for p in plan.placements:
+        L.build(b, p.variant, p.name, p.xy, p.yaw, rgba=p.rgba, material=p.material)
+        if f"{p.name}_liquid" in b.assets:
+            liquids[p.name] = f"{p.name}_liquid"
+    _apply_views(b, cameras, bench)
+    return b, liquids
+
+
+def validation_sim(builder: SceneBuilder):
+    """A `Sim` of a copy of the builder's spec (building twice would add the grasp welds twice)."""
+    clone = copy.copy(builder)
+    clone.spec = builder.spec.copy()
+    clone.world = clone.spec.worldbody
+    clone.assets = dict(builder.assets)
+    sim = clone.build()
+    from lerobot_labvla.sim.robots.fr3 import HOME_QPOS
+
+    sim.reset(HOME_QPOS)
+    return sim
+
+
+def light(split, rng: np.random.Generator, rz: Randomization):
+    """The split's light moved, tilted, scaled and tinted within the lighting ranges."""
+    ax = rz.lighting
+    pos = np.asarray(split.light_pos) + rng.uniform(-ax.position, ax.position, 3) * [1, 1, 0.4]
+    direction = np.asarray(split.light_dir, float)
+    direction = direction / np.linalg.norm(direction)
+    if ax.direction:
+        tilt, about = rng.uniform(0, ax.direction), rng.uniform(0, 2 * math.pi)
+        side = np.cross(direction, [1.0, 0, 0] if abs(direction[0]) < 0.9 else [0, 1.0, 0])
+        side /= np.linalg.norm(side)
+        other = np.cross(direction, side)
+        direction = math.cos(tilt) * direction + math.sin(tilt) * (math.cos(about) * side + math.sin(about) * other)
+    scale = rng.uniform(*ax.intensity)
+    tint = rng.uniform(-ax.tint, ax.tint, 3)
+    diffuse = np.clip(np.asarray(split.light_diffuse) * scale + tint, 0, 1)
+    return dataclasses.replace(split, light_pos=tuple(pos.tolist()), light_dir=tuple(direction.tolist()),
+                               light_diffuse=tuple(diffuse.tolist()))
+
+
+def camera_poses(rng: np.random.Generator, rz: Randomization) -> dict[str, dict]:
+    """Each fixed camera's position, look-at point and field of view around its nominal pose."""
+    from lerobot_labvla.envs.labutopia.tasks import FIXED_CAMERAS
+
+    ax, out = rz.camera, {}
+    for name, cam in FIXED_CAMERAS.items():
+        out[name] = {"pos": (np.asarray(cam["pos"]) + rng.uniform(-ax.pos, ax.pos, 3)).round(4).tolist(),
+                     "lookat": (np.asarray(cam["lookat"]) + rng.uniform(-ax.lookat, ax.lookat, 3)).round(4).tolist(),
+                     "fovy": round(float(cam["fovy"] + rng.uniform(-ax.fovy, ax.fovy)), 3)}
+    return out
+
+
+def _xyaxes(pos, lookat) -> list[float]:
+    forward = np.asarray(lookat, float) - np.asarray(pos, float)
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0, 0, 1.0])
+    right /= np.linalg.norm(right)
+    return [*right, *np.cross(right, forward)]
+
+
+BENCH_TEXTURES = ("checker", "gradient", "flat")
+
+
+def bench_texture(rng: np.random.Generator, rz: Randomization) -> dict | None:
+    """A procedural bench texture (kind, two colours, repeat, shininess), or None without `appearance.texture`."""
+    if not rz.appearance.texture:
+        return None
+    base = rng.uniform(0.7, 1.0, 3)
+    return {"kind": BENCH_TEXTURES[int(rng.integers(len(BENCH_TEXTURES)))], "rgb1": base.round(3).tolist(),
+            "rgb2": (base * rng.uniform(0.6, 0.9)).round(3).tolist(), "repeat": int(rng.integers(2, 9)),
+            "shininess": round(float(rng.uniform(0.0, 0.6)), 3)}
+
+
+def _apply_views(b: SceneBuilder, cameras: dict, bench: dict | None) -> None:
+    """Move the fixed cameras to `cameras` and put the `bench` texture (if any) on the bench top."""
+    import mujoco
+
+    for name, cam in cameras.items():
+        c = b.spec.camera(name)
+        c.pos = cam["pos"]
+        c.alt.xyaxes = _xyaxes(cam["pos"], cam["lookat"])
+        c.fovy = cam["fovy"]
+    if bench is not None:
+        builtin = {"checker": mujoco.mjtBuiltin.mjBUILTIN_CHECKER, "gradient": mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
+                   "flat": mujoco.mjtBuiltin.mjBUILTIN_FLAT}[bench["kind"]]
+        b.spec.add_texture(name="bench_tex", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=builtin, width=64, height=64,
+                           rgb1=bench["rgb1"], rgb2=bench["rgb2"])
+        mat = b.spec.add_material(name="bench_mat", texrepeat=[float(bench["repeat"])] * 2, shininess=bench["shininess"])
+        mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "bench_tex"
+        for g in b.spec.body("bench").geoms:
+            g.material = "bench_mat"
+
+
+def _texts(wf: Workflow) -> str:
+    return " ".join([wf.instruction, *wf.paraphrases, *[s.instruction or "" for s in wf.steps]]).lower()
+
+
+def appearance(wf: Workflow, rng: np.random.Generator, rz: Randomization, texts: str) -> dict[str, tuple]:
+    """name -> (rgba or None, material or None): recoloured where no text names the object's colour, never to a named colour."""
+    words = set(texts.replace(",", " ").replace(".", " ").split())
+    named = {c for c in COLOR_RGBA if c in words}
+    palette = [c for c in ("clear", "blue", "green", "amber", "pink") if c not in named]
+    out = {}
+    for o in wf.scene.objects:
+        if L.FAMILIES[o.type].role != "glassware" or o.type in ("stirring_rod", "reagent_bottle"):
+            continue
+        rgba, material = None, None
+        if palette and o.color not in named and rng.random() < rz.appearance.recolor:
+            rgba = COLOR_RGBA[palette[int(rng.integers(len(palette)))]]
+        if rz.appearance.material and rng.random() < 0.5:
+            base = rgba or COLOR_RGBA[o.color]
+            rgba, material = (*base[:3], max(base[3], L.MATERIAL_ALPHA["plastic"])), "plastic"
+        out[o.name] = (rgba, material)
+    return out
+
+
+def _instruction(wf: Workflow, instruction: str, rng: np.random.Generator, rz: Randomization) -> str:
+    if not rz.language.paraphrase:
+        return instruction
+    return paraphrase(instruction, rng, list(wf.paraphrases) if wf.scene.labutopia is None else [], protected_words(wf))

@@ -30,6 +30,7 @@ class EpisodeJob:
     image_size: int
     staging: str
     record: bool = True  # False: roll out and judge only (no cameras, nothing written)
+    randomize: str | None = None  # a preset (none|light|full) replacing the workflow's `randomize:`
 
 
 @dataclass
@@ -77,6 +78,10 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
     from lerobot_labvla.sim.render import Cameras
 
     wf = parse_workflow(job.workflow_text, job.workflow_file).workflow
+    if job.randomize is not None:
+        from lerobot_labvla.genesis.axes import resolve
+
+        wf = wf.model_copy(update={"randomize": resolve(job.randomize)})
     task = WorkflowTask.from_workflow(wf)
     cameras, camera_names = _cameras()
     # The env's own reset/step/action path, with the workflow as its task.

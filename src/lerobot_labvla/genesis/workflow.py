@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lerobot_labvla.errors import LabVLAError
+from lerobot_labvla.genesis.axes import Randomization
 
 LABUTOPIA_TASKS = ("pick_up", "press_button", "open_door", "pour_liquid", "heat_beaker", "transport_beaker")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -203,6 +204,7 @@ class Workflow(_Strict):
     paraphrases: list[str] = Field(default_factory=list, description="other wordings; each episode draws one")
     robot: Literal["fr3"] = "fr3"
     max_steps: int | None = Field(None, ge=20, le=5000, description="control steps per episode (default: from the steps)")
+    randomize: Randomization | None = Field(None, description="a preset (none|light|full) or axis ranges (genesis/axes.py)")
     scene: Scene
     steps: list[Step] = Field(min_length=1)
 
