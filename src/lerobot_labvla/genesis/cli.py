@@ -81,16 +81,37 @@ def _robots(args) -> int:
 
 
 def _assets(args) -> int:
-    from lerobot_labvla.genesis.workflow import BUTTON_DEVICES, CONTAINERS, DOOR_DEVICES, GRASPABLE, OBJECT_TYPES
+    """The scene builder's asset library: families (role, variant count, parameter axes) or every variant id."""
+    from lerobot_labvla.genesis.assets import FAMILIES, variants
+    from lerobot_labvla.genesis.workflow import OBJECT_TYPES
 
-    for t in OBJECT_TYPES:
-        roles = [r for r, group in (("container", CONTAINERS), ("graspable", GRASPABLE), ("button", BUTTON_DEVICES),
-                                    ("door", DOOR_DEVICES)) if t in group]
-        print(f"{t:20s} {', '.join(roles) or 'surface'}")
+    all_variants = variants()
+    if args.all:
+        for v in all_variants:
+            print(f"{v.id:40s} {v.family.role:10s} footprint {v.footprint * 100:4.1f} cm  height {v.height * 100:5.1f} cm")
+    else:
+        print(f"{'family':20s} {'role':10s} {'variants':>8s}  parameters (workflow type: yes/no)")
+        for name, fam in FAMILIES.items():
+            axes = ", ".join(f"{a} ({len(v)})" for a, v in fam.grid.items())
+            fills = f", fill ({len(fam.fills)})" if fam.fillable else ""
+            count = sum(v.family is fam for v in all_variants)
+            print(f"{name:20s} {fam.role:10s} {count:8d}  {axes}{fills}  ({'yes' if name in OBJECT_TYPES else 'no'})")
+    print(f"{len(all_variants)} variants in {len(FAMILIES)} families", file=sys.stderr)
     return 0
 
 
 def _scenes(args) -> int:
+    if args.n is not None:
+        from lerobot_labvla.genesis.scene_survey import print_table, survey, write_json
+
+        if args.n < 1:
+            raise LabVLAError(f"--n {args.n} must be >= 1")
+        report = survey(args.n, args.seed, args.randomize, progress=not args.no_progress)
+        print_table(report)
+        if args.json:
+            write_json(report, args.json)
+            print(f"wrote {args.json}", file=sys.stderr)
+        return 0
     from lerobot_labvla.envs.labutopia.tasks import TASKS
     from lerobot_labvla.genesis.validate import scene_objects
     from lerobot_labvla.genesis.workflow import parse_workflow
@@ -103,32 +124,61 @@ def _scenes(args) -> int:
 
 
 def _preview(args) -> int:
-    """Render the first camera of a workflow's scene for a seed to a PNG (what episode `seed` starts from)."""
+    """A grid of first frames: row `none`, then each randomization axis alone at the preset's ranges, then all
+    of them; one column per seed; the instruction each episode would get under the cell."""
     import numpy as np
+    from PIL import Image, ImageDraw
 
     from lerobot_labvla.envs.labutopia.splits import get_split
-    from lerobot_labvla.genesis.randomize import build_scene
+    from lerobot_labvla.genesis.axes import Randomization, resolve
+    from lerobot_labvla.genesis.randomize import SceneRejected, build_scene
     from lerobot_labvla.genesis.runner import _cameras
     from lerobot_labvla.genesis.workflow import load_workflow
     from lerobot_labvla.sim.render import Cameras
     from lerobot_labvla.sim.robots.fr3 import HOME_QPOS
 
     wf = load_workflow(args.workflow).workflow
-    builder, _ = build_scene(wf, np.random.default_rng(args.seed), get_split("id"))
-    sim = builder.build()
-    sim.reset(HOME_QPOS)
     cameras, names = _cameras()
-    cams = Cameras(sim.model, names, args.size, args.size)
-    try:
-        image = np.concatenate([cams.rgb(sim.data, c) for c in cameras], axis=1)
-    finally:
-        cams.close()
-    from PIL import Image
-
-    tmp = Path(args.output).with_name(Path(args.output).name + ".tmp.png")
-    Image.fromarray(image).save(tmp)
-    os.replace(tmp, args.output)
-    print(f"wrote {args.output} ({', '.join(cameras)})")
+    if args.camera not in names:
+        raise LabVLAError(f"--camera {args.camera!r} unknown; expected one of {', '.join(names)}")
+    if not 1 <= args.cols <= 16 or not 32 <= args.size <= 640:
+        raise LabVLAError(f"--cols {args.cols} (1..16) or --size {args.size} (32..640) out of range")
+    rz = resolve(args.randomize)
+    rows = [("none", resolve("none"))]
+    rows += [(axis, Randomization.model_validate({"preset": "none", axis: getattr(rz, axis).model_dump()}))
+             for axis in rz.axes]
+    if len(rz.axes) > 1:
+        rows.append((f"{args.randomize} (all)", rz))
+    s, label, caption = args.size, 92, 26
+    grid = Image.new("RGB", (label + args.cols * s, len(rows) * (s + caption)), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    split = get_split("id")
+    for r, (row_name, row_rz) in enumerate(rows):
+        y = r * (s + caption)
+        draw.text((4, y + s // 2), row_name, fill=(0, 0, 0))
+        for k in range(args.cols):
+            x = label + k * s
+            try:
+                builder, ctx = build_scene(wf, np.random.default_rng(args.seed + k), split, row_rz)
+            except SceneRejected as exc:
+                draw.rectangle([x, y, x + s - 1, y + s - 1], fill=(200, 200, 200))
+                draw.text((x + 4, y + 4), "rejected:\n" + "\n".join(exc.failed), fill=(120, 0, 0))
+                continue
+            sim = builder.build()
+            sim.reset(HOME_QPOS)
+            cams = Cameras(sim.model, names, s, s)
+            try:
+                grid.paste(Image.fromarray(cams.rgb(sim.data, args.camera)), (x, y))
+            finally:
+                cams.close()
+            text = ctx.get("instruction", wf.instruction)
+            draw.text((x + 2, y + s + 1), f"seed {args.seed + k}: {text[:s // 6]}\n{text[s // 6: s // 3]}", fill=(0, 0, 0))
+    out = Path(args.output)
+    tmp = out.with_name(out.name + ".tmp.png")
+    grid.save(tmp)
+    os.replace(tmp, out)
+    print(f"wrote {out} ({len(rows)} rows: {', '.join(n for n, _ in rows)}; seeds {args.seed}..{args.seed + args.cols - 1};"
+          f" camera {args.camera})")
     return 0
 
 
@@ -159,13 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--randomize", choices=("none", "light", "full"), default=None,
                    help="randomization preset (six axes + paraphrases; default: the workflow's `randomize:`, else legacy jitter)")
     sub.add_parser("robots", help="robot profiles a workflow can name")
-    sub.add_parser("assets", help="object types a workflow scene can contain")
-    sub.add_parser("scenes", help="LabUtopia scenes (`scene: {labutopia: <task>}`) and their objects and roles")
-    pv = sub.add_parser("preview", help="render a workflow's scene (all cameras side by side) to a PNG")
+    a = sub.add_parser("assets", help="the scene builder's asset families and variants")
+    a.add_argument("--all", action="store_true", help="list every variant id")
+    sc = sub.add_parser("scenes", help="LabUtopia scenes and their objects; with --n: build and validate random scenes")
+    sc.add_argument("--n", type=int, default=None, help="build and validate this many random scenes, print the pass rate per check")
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--randomize", choices=("none", "light", "full"), default="full", help="preset the scenes are drawn under")
+    sc.add_argument("--json", default=None, help="also write the report here (e.g. benchmarks/results/genesis_scenes.json)")
+    sc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pv = sub.add_parser("preview", help="a PNG grid of first frames: one row per randomization axis, one column per seed")
     pv.add_argument("workflow")
-    pv.add_argument("-o", "--output", default="preview.png")
-    pv.add_argument("--seed", type=int, default=0)
-    pv.add_argument("--size", type=int, default=224)
+    pv.add_argument("-o", "--out", "--output", dest="output", default="preview.png")
+    pv.add_argument("--seed", type=int, default=0, help="first seed (columns are seed, seed+1, ...)")
+    pv.add_argument("--cols", type=int, default=4, help="seeds per row")
+    pv.add_argument("--randomize", choices=("none", "light", "full"), default="full",
+                    help="preset whose ranges the rows use (each axis alone, then all together)")
+    pv.add_argument("--camera", default="front", help="which camera to show (front, side, wrist)")
+    pv.add_argument("--size", type=int, default=192, help="pixels per cell")
     return p
 
 

@@ -33,6 +33,9 @@ CHECKS = ("no_interpenetration", "stable_after_settling", "targets_in_reach", "g
 BENCH = ((-0.25, 1.15), (-0.9, 0.9))  # x, y of the bench top (sim.assets.bench defaults)
 BASE_CLEARANCE = 0.15  # m around the robot base (0, 0) kept free
 CLUTTER_REGION = ((0.25, 0.95), (-0.65, 0.65))
+# Where the skills work reliably (measured: grasps at x < 0.45 m slip in carry; LabUtopia keeps x >= 0.44): a layout
+# move never takes an object whose nominal spot is inside this box out of it.
+SKILL_BOX = ((0.47, 0.75), (-0.35, 0.35))
 CARRY_HEIGHT = 0.10  # the bottom of a carried object (picks lift 12 cm) stays above this
 FINGER_REACH = 0.022  # m beyond an object's radius where an open finger sits
 FINGER_PAD = 0.012
@@ -93,6 +96,10 @@ def _seg_dist(p, a, b) -> float:
 
 def _overlaps(xy, radius: float, others: list[Placement], gap: float) -> bool:
     return any(math.hypot(xy[0] - o.xy[0], xy[1] - o.xy[1]) < radius + o.footprint + gap for o in others)
+
+
+def _in_box(xy, box=SKILL_BOX) -> bool:
+    return box[0][0] <= xy[0] <= box[0][1] and box[1][0] <= xy[1] <= box[1][1]
 
 
 def _on_bench(xy, radius: float) -> bool:
@@ -183,6 +190,7 @@ def plan_scene(wf, rz, layout_rng: np.random.Generator, jitter_rng: np.random.Ge
             first = first or xy
             p = Placement(o.name, v, xy, yaw)
             if (_on_bench(xy, v.footprint) and not _overlaps(xy, v.footprint, placed, gap)
+                    and (not _in_box(o.at) or _in_box(xy))
                     and (o.name not in targets or in_reach(wf.robot, xy, _reach_slack(p)))):
                 break
         else:
