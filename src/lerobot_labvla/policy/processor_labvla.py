@@ -151,6 +151,20 @@ def make_labvla_pre_post_processors(
     return make_policy_processor_pipelines(input_steps=input_steps, output_steps=output_steps)
 
 
+def adopt_quantile_dims(config: LabVLAConfig, dataset_stats: dict | None) -> None:
+    """Rewrite `dataset_stats`' state/action entries IN PLACE so their `quantile_dims` carry q01/q99 scaling.
+
+    Why in place: `lerobot-train --policy.path=CKPT` builds the normalizers from the saved pipeline with
+    `overrides={"normalizer_processor": {"stats": dataset.meta.stats}}`, i.e. the raw dataset stats, which
+    would normalize the gripper by its mean/std. The official fine-tuning normalizes the new dataset's
+    gripper by its q01/q99; `make_policy` hands the policy that same dict as `dataset_stats` before the
+    processors are built, so fixing it here reaches the override. Idempotent (reads only q01/q99).
+    """
+    if not dataset_stats:
+        return
+    dataset_stats.update(quantile_dims_as_mean_std(dataset_stats, config.resolved_quantile_dims))
+
+
 def quantile_dims_as_mean_std(stats: dict, dims: list[int], keys: tuple[str, ...] = (OBS_STATE, ACTION)) -> dict:
     """Stats whose `mean`/`std` on `dims` make LeRobot's MEAN_STD formula the q01/q99 one (see module doc)."""
     if not dims:
