@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from genesis_helpers import EXAMPLES, run_cli, write
+from genesis_helpers import EXAMPLES, run_cli, run_main, write
 from lerobot_labvla.genesis.protocol import ProtocolError, compile_protocol
 from lerobot_labvla.genesis.validate import validate
 from lerobot_labvla.genesis.workflow import WorkflowError, load_workflow, parse_workflow
@@ -110,19 +110,18 @@ def test_labutopia_scene_objects_come_from_the_task():
     assert len(found) == 1 and "unknown object 'beeker'" in found[0] and "beaker" in found[0].split("fix:")[1]
 
 
-def test_validate_cli_exit_codes_and_one_line_errors(tmp_path):
-    good = run_cli("labvla-genesis", "validate", str(EXAMPLES / "heat_beaker_custom.yaml"))
+def test_validate_cli_exit_codes_and_one_line_errors(tmp_path, capsys):
+    good = run_cli("labvla-genesis", "validate", str(EXAMPLES / "heat_beaker_custom.yaml"))  # the console script
     assert good.returncode == 0 and "ok" in good.stdout
     bad = write(tmp_path, HEAD + SCENE + "steps:\n  - place: {object: beaker, on: hot_plate}\n")
-    proc = run_cli("labvla-genesis", "validate", str(bad))
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [
+    code, _, err = run_main(capsys, "validate", str(bad))
+    assert code == 2
+    assert err.strip().splitlines() == [
         f"{bad}:10:5: error: step 1 (place): 'beaker' is not in the hand (the hand is empty); "
         "fix: add `- pick: {object: beaker}` before step 1"]
     broken = write(tmp_path, "name: t\n  instruction: [", "broken.yaml")
-    proc = run_cli("labvla-genesis", "validate", str(broken))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and f"{broken}:2:" in proc.stderr
+    code, _, err = run_main(capsys, "validate", str(broken))
+    assert code == 2 and "Traceback" not in err and f"{broken}:2:" in err
 
 
 def test_compile_the_issue_protocol():
@@ -159,12 +158,12 @@ def test_compile_errors_name_the_closest_words(text, words):
         compile_protocol(text)
 
 
-def test_compile_cli_writes_a_valid_workflow_and_fails_in_one_line(tmp_path):
+def test_compile_cli_writes_a_valid_workflow_and_fails_in_one_line(tmp_path, capsys):
     out = tmp_path / "wf.yaml"
-    proc = run_cli("labvla-genesis", "compile", "open the oven door, then close it", "-o", str(out))
-    assert proc.returncode == 0, proc.stderr
+    code, _, err = run_main(capsys, "compile", "open the oven door, then close it", "-o", str(out))
+    assert code == 0, err
     assert validate(load_workflow(out)) == []
-    proc = run_cli("labvla-genesis", "compile", "centrifuge the tube")
+    proc = run_cli("labvla-genesis", "compile", "centrifuge the tube")  # the console script
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "unknown verb 'centrifuge'" in proc.stderr
 
@@ -190,7 +189,7 @@ def test_llm_compile_loads_a_local_model_and_validates_its_answer(tmp_path):
         compile_with_llm("take the beaker", tmp_path / "nope")
 
 
-def test_generate_refuses_bad_input_in_one_line(tmp_path):
+def test_generate_refuses_bad_input_in_one_line(tmp_path, capsys):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
@@ -201,7 +200,10 @@ def test_generate_refuses_bad_input_in_one_line(tmp_path):
         ([str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "new")], "not found"),
         ([str(EXAMPLES / "labutopia_pick_up.yaml"), "--out", str(tmp_path / "new"), "--episodes", "0"], ">= 1"),
     ]:
-        proc = run_cli("labvla-genesis", "generate", *args)
-        assert proc.returncode == 2 and words in proc.stderr, (args, proc.stderr)
-        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        code, _, err = run_main(capsys, "generate", *args)
+        assert code == 2 and words in err, (args, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    proc = run_cli("labvla-genesis", "generate", str(bad), "--out", str(tmp_path / "new"))  # the console script
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "'beaker' is not in the hand" in proc.stderr
     assert (foreign / "notes.txt").read_text() == "keep me" and not (tmp_path / "new").exists()
