@@ -34,6 +34,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev,franka]"
 	$(PY) -m pip install --quiet --no-deps "franky-sim==1.0.4"
+	$(PY) -m pip install --quiet --no-deps "robosuite==1.5.2" "gym-aloha==0.1.5"  # robot profiles' model files only
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -73,10 +73,20 @@ def _generate(args) -> int:
 
 
 def _robots(args) -> int:
-    from lerobot_labvla.genesis.validate import REACH_MAX, REACH_MIN
+    """The robot profiles (sim/robots/): arms, DoF, gripper, state/action dims, model files' licence."""
+    from lerobot_labvla.sim.robots import profiles
 
-    print(f"fr3  Franka FR3 + hand (franky-sim MJCF), 7 joints + gripper, top-down reach {REACH_MIN}-{REACH_MAX} m, "
-          "actions: LabUtopia ee_delta (7)")
+    rows = [("name", "arms", "dof", "state/action", "gripper", "reach m", "model files (licence)")]
+    for p in profiles().values():
+        rows.append((p.name, "+".join(a.name for a in p.arms), "+".join(str(a.dof) for a in p.arms),
+                     f"{p.state_dim}/{p.action_dim}", f"{p.gripper}, <= {p.grip_force:.0f} N",
+                     f"{p.reach[0]:.2f}-{p.reach[1]:.2f}", f"{p.package}: {p.licence}"))
+    if args.json:
+        print(json.dumps([dict(zip(rows[0], r, strict=True)) for r in rows[1:]], indent=1))
+        return 0
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
     return 0
 
 
@@ -208,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--randomize", choices=("none", "light", "full"), default=None,
                    help="randomization preset (six axes + paraphrases; default: the workflow's `randomize:`, else legacy jitter)")
-    sub.add_parser("robots", help="robot profiles a workflow can name")
+    r = sub.add_parser("robots", help="robot profiles a workflow can name (`robot:`): arms, DoF, gripper, licence")
+    r.add_argument("--json", action="store_true", help="one JSON list instead of a table")
     a = sub.add_parser("assets", help="the scene builder's asset families and variants")
     a.add_argument("--all", action="store_true", help="list every variant id")
     sc = sub.add_parser("scenes", help="LabUtopia scenes and their objects; with --n: build and validate random scenes")

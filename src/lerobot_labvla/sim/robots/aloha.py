@@ -117,7 +117,7 @@ def _arm(side: str) -> ArmSpec:
 
 ALOHA = RobotProfile(
     name="aloha", title="ALOHA bimanual: two Trossen ViperX 300 S", arms=(_arm("left"), _arm("right")),
-    gripper="ViperX parallel fingers 0-57 mm, one force-limited servo", grip_force=GRIP_FORCE,
-    licence="Apache-2.0 (gym-aloha; model from the ALOHA/ACT project, meshes from Trossen Robotics' interbotix descriptions)",
+    gripper="ViperX parallel fingers 0-63 mm, one force-limited servo", grip_force=GRIP_FORCE,
+    licence="Apache-2.0 (the gym-aloha wheel's licence, which covers the ALOHA sim MJCF + ViperX meshes it ships)",
     package="gym-aloha", reach=(0.15, 0.55), build=aloha_spec,
     mounts=((MOUNT_X, MOUNT_Y), (MOUNT_X, -MOUNT_Y)), equalities=("left/finger_mirror", "right/finger_mirror"))
