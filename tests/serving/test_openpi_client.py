@@ -78,10 +78,10 @@ def test_openpi_client_talks_to_labvla_serve(server, openpi_python):
     out = run_openpi_client(openpi_python, server.url)
     assert out["numpy"].startswith("1.")  # really openpi-client's own numpy<2 environment
     assert out["metadata"]["policy_type"] == "labvla"
-    assert out["shape"] == [8, 7] and out["dtype"] == "float32"
+    assert out["shape"] == [8, 8] and out["dtype"] == "float32"  # 7 dims zero-padded to 8, as the official server
     assert out["timing"]["infer_ms"] > 0
     assert "Error in inference server" in out["error"] and "NaN" in out["error"]
-    assert out["after_error_shape"] == [8, 7]
+    assert out["after_error_shape"] == [8, 8]
 
 
 # A real server whose model is slowed down after warm-up, so a request is surely in flight at SIGTERM.
@@ -114,7 +114,7 @@ def test_api_key_and_sigterm_drain(checkpoint, openpi_python, tmp_path, start_se
         with pytest.raises(websockets.InvalidStatus):
             connect(srv.url, open_timeout=30, additional_headers={"Authorization": "Api-Key wrong"})
         out = run_openpi_client(openpi_python, srv.url, api_key="s3cret")
-        assert out["shape"] == [10, 7]
+        assert out["shape"] == [10, 8]  # 7 dims + the official server's zero padding to 8
 
         ws = connect(srv.url, open_timeout=30, additional_headers={"Authorization": "Api-Key s3cret"})
         msgpack_numpy.unpackb(ws.recv(30))
@@ -131,7 +131,7 @@ def test_api_key_and_sigterm_drain(checkpoint, openpi_python, tmp_path, start_se
         srv.proc.send_signal(signal.SIGTERM)
         t.join(30)
         assert replies and not isinstance(replies[0], str), replies
-        assert replies[0]["actions"].shape == (10, 7)  # the in-flight request was answered
+        assert replies[0]["actions"].shape == (10, 8)  # the in-flight request was answered
         with pytest.raises(websockets.ConnectionClosed) as closed:
             ws.recv(30)
         assert closed.value.rcvd.code == 1001

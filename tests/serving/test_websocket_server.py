@@ -53,8 +53,9 @@ def test_openpi_protocol_metadata_then_actions(server, checkpoint):
         }
         assert str(checkpoint) not in repr(metadata) and "/tmp" not in repr(metadata)
         reply = infer(ws, openpi_obs())
-        assert reply["actions"].shape == (8, 7) and reply["actions"].dtype == np.float32
-        assert np.isfinite(reply["actions"]).all()
+        # 7 action dims zero-padded to 8 columns, as the official server sends them (--pad-action-dim)
+        assert reply["actions"].shape == (8, 8) and reply["actions"].dtype == np.float32
+        assert np.isfinite(reply["actions"]).all() and not reply["actions"][:, 7].any() and reply["actions"][:, :7].any()
         np.testing.assert_array_equal(reply["action"], reply["actions"])  # the official client reads `action`
         assert reply["server_timing"]["infer_ms"] > 0 and reply["policy_timing"]["infer_ms"] > 0
         # LeRobot-style keys reach the same inputs (flow matching samples noise, so compare shapes).
@@ -84,7 +85,7 @@ def test_official_labutopia_client_keys_work_without_a_key_map(server):
         partial = infer(ws, msg)
     for r in (reply, partial):
         assert not isinstance(r, str), r
-        assert r["action"].shape == (8, 7) and np.isfinite(r["action"]).all()
+        assert r["action"].shape == (8, 8) and np.isfinite(r["action"]).all()
 
 
 OFFICIAL_METADATA = ("policy_type", "action_dim", "chunk_size", "model_chunk_size", "output_chunk_size", "state_dim",
@@ -123,7 +124,7 @@ def test_bad_input_gets_error_text_and_connection_stays_up(server):
             reply = ws.recv(TIMEOUT)
             assert isinstance(reply, str), name
             assert expected in reply, (name, reply)
-        assert infer(ws, openpi_obs())["actions"].shape == (8, 7)  # same connection still serves
+        assert infer(ws, openpi_obs())["actions"].shape == (8, 8)  # same connection still serves
 
 
 def test_many_clients_are_batched_and_isolated(server):
@@ -158,7 +159,7 @@ def test_many_clients_are_batched_and_isolated(server):
     assert not errors, errors
     assert len(results) == n_clients - 1
     replies = [r for rs in results.values() for r in rs]
-    assert all(not isinstance(r, str) and r["actions"].shape == (8, 7) for r in replies)
+    assert all(not isinstance(r, str) and r["actions"].shape == (8, 8) for r in replies)
     assert max(r["server_timing"]["batch_size"] for r in replies) > 1, "concurrent requests were never batched"
     assert server.proc.poll() is None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -60,6 +61,7 @@ class PolicyRunner:
             "token" in type(step).__name__.lower() for step in self.preprocessor.steps
         )
         self.spec = ObservationSpec.from_policy_config(self.policy.config, needs_task=needs_task)
+        self.max_prompt_tokens, self._tokenizer = self._prompt_budget()
         # One warm-up pass fixes the real output shape (after the postprocessor, e.g. padding cut).
         self.output_chunk_size = None
         warm = self.infer([self.dummy_observation()])
@@ -74,6 +76,25 @@ class PolicyRunner:
             "loaded %s (%s) on %s in %.1f s: inputs %s, actions %d x %d",
             path, cfg.type, self.device, time.perf_counter() - t0, self.spec.targets(), self.chunk_size, self.action_dim,
         )
+
+    def _prompt_budget(self) -> tuple[int | None, Any]:
+        """labvla's instruction budget in tokens and the tokenizer that counts them (None, None: no token cap).
+
+        The model right-pads/cuts the instruction to this many tokens (the official server cuts silently);
+        the server refuses longer prompts instead, so a client learns that its instruction was not read.
+        Other policies tokenize a longer text built around the task (pi05 adds the state), so only the
+        character cap applies to them.
+        """
+        tokenizer = getattr(getattr(self.policy, "backbone", None), "tokenizer", None)
+        if self.policy_type != "labvla" or tokenizer is None:
+            return None, None
+        budget = self.config.max_prompt_tokens_with_state if self.config.mode == "fast_pretrain" else self.config.max_prompt_tokens
+        return int(budget), tokenizer
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one runner per process; clients resend the same instruction
+    def prompt_tokens(self, text: str) -> int:
+        """How many tokens the checkpoint's tokenizer makes of `text` (as the model tokenizes it, uncut)."""
+        return len(self._tokenizer(text)["input_ids"])
 
     def dummy_observation(self) -> Observation:
         return Observation(
@@ -100,6 +121,7 @@ class PolicyRunner:
             "device": self.device,
             "inputs": {k: list(v) for k, v in {**self.spec.cameras, **self.spec.vectors}.items()},
             "needs_prompt": self.spec.needs_task,
+            "max_prompt_tokens": self.max_prompt_tokens,
         }
 
     def _images(self, key: str, obs: list[Observation]) -> torch.Tensor:

@@ -13,8 +13,13 @@ URLs on one port:
 
 No client can stall the others: decoding is bounded by `msgpack_numpy.Limits` (checked from length
 headers before any work), big messages are decoded and validated off the event loop, the prompt is
-capped in characters before any tokenizer sees it, and the batcher isolates requests that fail
-inside the model (see `batching`).
+capped in characters before any tokenizer sees it and then in the checkpoint's tokens, and the batcher
+isolates requests that fail inside the model (see `batching`).
+
+As the official LabVLA server (zjunlp/LabVLA `deployment/serve_labvla.py`), OpenPI replies zero-pad
+actions narrower than 8 dims to 8 columns (`--pad-action-dim`, 0 = off). Its other leniency, zero
+actions for a request without any camera, is opt-in (`--zero-actions-without-cameras`): absolute
+zero joint targets would drive a real arm to its zero pose, so by default such a request gets an error.
 """
 
 from __future__ import annotations
@@ -50,9 +55,9 @@ from lerobot_labvla.serving.observations import (
     KeyMapper,
     Observation,
     ObservationSpec,
-    decode_openpi,
     decode_simple,
     parse_key_map,
+    validate,
 )
 
 logger = logging.getLogger("lerobot_labvla.serving.server")
@@ -64,6 +69,7 @@ RECV_CHUNK_BYTES = 1 << 20
 # or three 224-256 px uint8 cameras is 0.3-0.6 MB and stays on the loop, where it costs ~50 µs).
 OFFLOAD_BYTES = 2 << 20
 DEFAULT_MAX_PROMPT_CHARS = 2048
+OFFICIAL_ACTION_DIM = 8  # the official server pads replies to 7 joints + gripper for the LabUtopia client
 # On SIGTERM a connection is closed once it has had no request for this long (a request already
 # sent, in the socket buffers, arrives well within it on any LAN).
 DRAIN_IDLE_S = 0.25
@@ -122,6 +128,8 @@ class InferenceServer:
         max_message_bytes: int = 32 << 20,
         drain_timeout_s: float = 30.0,
         max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+        pad_action_dim: int = OFFICIAL_ACTION_DIM,
+        zero_actions_without_cameras: bool = False,
     ):
         if api_key is not None and not api_key.strip():
             raise ValueError("the API key is empty; pass a non-empty key, or none to serve without authentication")
@@ -132,12 +140,15 @@ class InferenceServer:
         self.max_message_bytes = max_message_bytes
         self.drain_timeout_s = drain_timeout_s
         self.max_prompt_chars = max_prompt_chars
+        self.pad_action_dim = pad_action_dim
+        self.zero_actions_without_cameras = zero_actions_without_cameras
         # A prompt of N characters is at most 4N bytes of UTF-8; nothing else in a request is a long string.
         str_bytes = max(4 * max_prompt_chars, 4096)
         self.limits = msgpack_numpy.Limits(max_str_bytes=str_bytes, max_items=1 << 16)
         # The simple protocol sends images as nested lists: up to three 640x480 cameras' worth of items.
         self.simple_limits = msgpack_numpy.Limits(max_str_bytes=str_bytes, max_items=1 << 22)
-        self.metadata = {**runner.metadata(), "key_aliases": dict(self.mapper.aliases), "max_batch": max_batch}
+        self.metadata = {**runner.metadata(), "key_aliases": dict(self.mapper.aliases), "max_batch": max_batch,
+                         "pad_action_dim": pad_action_dim, "zero_actions_without_cameras": zero_actions_without_cameras}
         self._connections: dict[ServerConnection, float | None] = {}  # -> idle since (None: a request in progress)
         self._busy = 0  # requests received and not yet answered
         self._arriving = 0  # requests received and not yet handed to the batcher (or rejected)
@@ -230,12 +241,37 @@ class InferenceServer:
                 self.batcher.forget(peer)
             logger.info("%s disconnected", peer)
 
-    def _decode(self, message: bytes, simple: bool) -> Observation:
+    def _decode(self, message: bytes, simple: bool) -> Observation | None:
+        """→ the validated observation, or None for a camera-less request answered with zeros (opt-in)."""
         if simple:
             raw = msgpack_numpy.unpackb(message, self.simple_limits)
-            return decode_simple(raw, self.runner.spec, self.max_prompt_chars)
-        raw = msgpack_numpy.unpackb(message, self.limits)
-        return decode_openpi(raw, self.runner.spec, self.mapper, self.max_prompt_chars)
+            obs = decode_simple(raw, self.runner.spec, self.max_prompt_chars)
+        else:
+            raw = msgpack_numpy.unpackb(message, self.limits)
+            mapped = self.mapper.map(raw)
+            if self.zero_actions_without_cameras and not any(k in mapped for k in self.runner.spec.cameras):
+                return None
+            obs = validate(mapped, self.runner.spec, self.mapper, self.max_prompt_chars)
+        limit = getattr(self.runner, "max_prompt_tokens", None)
+        if limit is not None and obs.task:
+            n = self.runner.prompt_tokens(obs.task)
+            if n > limit:
+                raise BadRequest(
+                    f"prompt/task: {n} tokens, over this checkpoint's limit of {limit} (its max_prompt_tokens; "
+                    "the model would not read the rest): shorten the instruction"
+                )
+        return obs
+
+    def _zero_actions(self) -> np.ndarray:
+        """The official server's answer to a request without any camera: (chunk, action_dim) zeros."""
+        return np.zeros((int(self.metadata["chunk_size"]), int(self.metadata["action_dim"])), np.float32)
+
+    def _pad(self, actions: np.ndarray) -> np.ndarray:
+        if actions.shape[-1] >= self.pad_action_dim:
+            return actions
+        out = np.zeros((*actions.shape[:-1], self.pad_action_dim), actions.dtype)
+        out[..., : actions.shape[-1]] = actions
+        return out
 
     async def _answer(
         self, message: str | bytes, simple: bool, packer: Any, prev_total_ms: float | None, client: str
@@ -258,9 +294,13 @@ class InferenceServer:
             finally:
                 self._arriving -= 1
                 self.batcher.notify()
-            result = self.batcher.try_inline(obs, client)
-            if result is None:
-                result = await self.batcher.enqueue(obs, client)
+            if obs is None:
+                logger.warning("%s: no camera image in the request; answering zero actions (--zero-actions-without-cameras)", client)
+                result = Result(self._zero_actions(), 0.0, 0.0, 0)
+            else:
+                result = self.batcher.try_inline(obs, client)
+                if result is None:
+                    result = await self.batcher.enqueue(obs, client)
         except (ValueError, InferenceError) as exc:  # BadRequest, WireFormatError, inference failures
             text = str(exc)
             return (packer.pack({"error": text}) if simple else text), text
@@ -274,7 +314,8 @@ class InferenceServer:
         if prev_total_ms is not None:
             timing["prev_total_ms"] = prev_total_ms
         # `action` too: the official LabUtopia client reads `action`, falling back to `actions`.
-        reply = {"actions": result.actions, "action": result.actions, "server_timing": timing,
+        actions = self._pad(result.actions) if self.pad_action_dim else result.actions
+        reply = {"actions": actions, "action": actions, "server_timing": timing,
                  "policy_timing": {"infer_ms": result.infer_ms}}
         return packer.pack(reply), result
 
@@ -366,6 +407,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-message-mb", type=float, default=32.0, help="larger requests get an error reply")
     p.add_argument("--max-prompt-chars", type=int, default=DEFAULT_MAX_PROMPT_CHARS,
                    help="longer prompts get an error reply before any tokenizer sees them")
+    p.add_argument("--pad-action-dim", type=int, default=OFFICIAL_ACTION_DIM,
+                   help="zero-pad OpenPI replies narrower than this to this many columns, as the official LabVLA server "
+                   "does for the LabUtopia client (default 8; 0 = send the checkpoint's own action width)")
+    p.add_argument("--zero-actions-without-cameras", action="store_true",
+                   help="answer a request without any camera image with zero actions (the official server's behaviour) "
+                   "instead of an error; zeros are absolute joint targets, so use this only with the LabUtopia evaluator")
     p.add_argument("--drain-timeout-s", type=float, default=30.0, help="on SIGTERM, wait this long for in-flight requests")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
@@ -485,6 +532,8 @@ def main(argv: list[str] | None = None) -> None:
                         ("--output-chunk-size", 1 if args.output_chunk_size is None else args.output_chunk_size)):
         if value <= 0:
             raise LabVLAError(f"{flag} must be > 0, got {value}")
+    if args.pad_action_dim < 0:
+        raise LabVLAError(f"--pad-action-dim must be >= 0 (0 = no padding), got {args.pad_action_dim}")
     if args.batch_timeout_ms < 0:
         raise LabVLAError(f"--batch-timeout-ms must be >= 0, got {args.batch_timeout_ms}")
     if args.api_key is not None and not args.api_key.strip():
@@ -503,6 +552,8 @@ def main(argv: list[str] | None = None) -> None:
         max_message_bytes=int(args.max_message_mb * (1 << 20)),
         drain_timeout_s=args.drain_timeout_s,
         max_prompt_chars=args.max_prompt_chars,
+        pad_action_dim=args.pad_action_dim,
+        zero_actions_without_cameras=args.zero_actions_without_cameras,
     )
     asyncio.run(server.run())
 
