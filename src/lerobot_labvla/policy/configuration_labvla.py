@@ -63,6 +63,9 @@ class LabVLAConfig(PreTrainedConfig):
     expert_layers: int = 18
     expert_width: int = 1024
     expert_heads: int = 8
+    # `cross` = the official DiT above; `mot` = LingBot-style Mixture-of-Transformers (mot.py): one
+    # expert layer per backbone layer sharing its attention, `expert_width` wide, with the backbone's
+    # heads and head_dim (expert_layers / expert_heads are not used).
     expert_attention: str = "cross"
     # Official (2026-05-13+) layout: even blocks cross-attend to the VLM, odd blocks self-attend over
     # [state, actions]. False = every block cross-attends (the official pre-2026-05-13 layout).
@@ -112,6 +115,17 @@ class LabVLAConfig(PreTrainedConfig):
     max_fast_tokens: int = 256
     fast_fit_max_chunks: int = 20_000
 
+    # Depth distillation (LingBot-VLA, depth_distill.py): learnable query tokens at the end of the
+    # backbone's sequence, projected to depth features of the dataset's `observation.depth.<camera>`
+    # streams (depth_grid**2 queries per stream), smooth-L1, times depth_loss_weight. Off (with a log
+    # line) when the dataset has no depth stream. `depth_encoder`: a TorchScript depth model at a local
+    # path ((N, 1, H, W) -> (N, D, h, w)); None = the built-in pooled-depth targets.
+    depth_distill: bool = False
+    depth_loss_weight: float = 0.1
+    depth_grid: int = 4
+    depth_encoder: str | None = None
+    depth_feature_dim: int | None = None  # filled at first build from the encoder
+
     # Memory / speed. `dtype` also drives LeRobot 0.6's accelerate mixed precision.
     dtype: str = "float32"
     gradient_checkpointing: bool = False
@@ -152,11 +166,6 @@ class LabVLAConfig(PreTrainedConfig):
         _choice("mode", self.mode, MODES)
         _choice("expert_attention", self.expert_attention, EXPERT_ATTENTION)
         _choice("dtype", self.dtype, DTYPES)
-        if self.expert_attention == "mot":
-            raise LabVLAError(
-                "--policy.expert_attention=mot (LingBot-style Mixture-of-Transformers) is not implemented yet; "
-                "use --policy.expert_attention=cross"
-            )
         if self.expert_width % self.expert_heads:
             raise LabVLAError(
                 f"--policy.expert_width={self.expert_width} must be divisible by --policy.expert_heads={self.expert_heads}"

@@ -26,6 +26,7 @@ from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.policy.action_expert import ActionExpert
 from lerobot_labvla.policy.backbone import QwenBackbone, build_vlm, load_tokenizer
 from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
+from lerobot_labvla.policy.depth_distill import build_depth_distill
 from lerobot_labvla.policy.processor_labvla import PROMPT_KEY, PROMPT_WITH_STATE_KEY  # importing it registers the steps checkpoints name
 from lerobot_labvla.policy.fast_data import fit_fast_tokenizer
 from lerobot_labvla.policy.fast_tokenizer import FILE_NAME as FAST_FILE, FastTokenizer
@@ -54,7 +55,7 @@ class LabVLAPolicy(PreTrainedPolicy):
     config_class = LabVLAConfig
     name = "labvla"
     # FSDP shard units: accelerate's TRANSFORMER_BASED_WRAP reads `_no_split_modules` (configs/accelerate/fsdp.yaml).
-    _no_split_modules: ClassVar[list[str]] = ["DiTBlock", "Qwen3VLTextDecoderLayer", "Qwen3VLVisionBlock"]
+    _no_split_modules: ClassVar[list[str]] = ["DiTBlock", "MoTLayer", "Qwen3VLTextDecoderLayer", "Qwen3VLVisionBlock"]
 
     def __init__(
         self,
@@ -86,17 +87,29 @@ class LabVLAPolicy(PreTrainedPolicy):
             pad_image_size=config.pad_image_size,
             state_dim=config.max_state_dim if config.uses_vlm_state_token else None,
         )
-        self.expert = ActionExpert(
-            action_dim=config.max_action_dim,
-            state_dim=config.max_state_dim,
-            context_dim=self.backbone.hidden_size,
-            layers=config.expert_layers,
-            heads=config.expert_heads,
-            head_dim=config.expert_width // config.expert_heads,
-            interleave_self_attention=config.expert_interleave_self_attention,
-        )
+        if config.expert_attention == "mot":  # LingBot-style Mixture-of-Transformers (mot.py)
+            from lerobot_labvla.policy.mot import MoTActionExpert
+
+            self.expert = MoTActionExpert(
+                self.backbone,
+                action_dim=config.max_action_dim,
+                state_dim=config.max_state_dim,
+                width=config.expert_width,
+                n_prefix_tokens=int(config.uses_vlm_state_token),
+            )
+        else:
+            self.expert = ActionExpert(
+                action_dim=config.max_action_dim,
+                state_dim=config.max_state_dim,
+                context_dim=self.backbone.hidden_size,
+                layers=config.expert_layers,
+                heads=config.expert_heads,
+                head_dim=config.expert_width // config.expert_heads,
+                interleave_self_attention=config.expert_interleave_self_attention,
+            )
         # FAST tokens live in their own vocabulary (official `ki_head`), not in Qwen's: the last id is <eos>.
         self.ki_head = FastHead(config.fast_vocab_size + 1, self.backbone.hidden_size) if config.uses_fast else None
+        self.depth = build_depth_distill(config, self.backbone.hidden_size)
         self.fast: FastTokenizer | None = None
         self.fast_fit_report: dict | None = None
         if checkpoint_dir is not None and (Path(checkpoint_dir) / FAST_FILE).exists():
@@ -140,17 +153,29 @@ class LabVLAPolicy(PreTrainedPolicy):
             fast_ids, fast_mask = self._fast_targets(actions)
             fast_embeds = self.ki_head.embedding(fast_ids)
         frozen = self.config.mode == "finetune" and self.config.freeze_backbone
+        tail_embeds, tail_mask = fast_embeds, fast_mask
+        depth = self.depth if self.depth is not None and not frozen and self.depth.has_depth(batch) else None
+        if depth is not None:  # depth_distill.py: learnable queries after every other token
+            tail_embeds, tail_mask = depth.append_queries(fast_embeds, fast_mask, state.shape[0])
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             prefix = self.backbone(
                 self._build_inputs(images, prompts),
                 state=state_p if self.config.uses_vlm_state_token else None,
-                fast_embeds=fast_embeds,
-                fast_mask=fast_mask,
+                fast_embeds=tail_embeds,
+                fast_mask=tail_mask,
             )
+
+        if depth is not None:
+            prefix.fast_hidden, query_hidden = depth.split(prefix.fast_hidden, 0 if fast_ids is None else fast_ids.shape[1])
 
         metrics: dict[str, float] = {}
         loss = torch.zeros((), device=actions.device)
         per_sample = torch.zeros(actions.shape[0], device=actions.device)
+        if depth is not None:
+            depth_err = depth.loss(query_hidden, batch)
+            metrics["depth_loss"] = depth_err.mean().item()
+            loss = loss + self.config.depth_loss_weight * depth_err.mean()
+            per_sample = per_sample + self.config.depth_loss_weight * depth_err
         if self.config.uses_fast:
             logits = self.ki_head.logits(prefix.fast_hidden)
             token_ce = F.cross_entropy(logits.flatten(0, 1), fast_ids.flatten(), reduction="none").view_as(fast_mask)
