@@ -69,8 +69,11 @@ VISION = dict(hidden=32, mlp=64, layers=2, heads=2)
 
 @dataclass(frozen=True)
 class Sizes:
-    """The shapes chosen so the three policies have about the same parameter count (~9M)."""
+    """The shapes of one comparison configuration (the labvla, pi05 and smolvla builds read them)."""
 
+    name: str = "equal_total"
+    # labvla's VLM: None = the `tiny` Qwen3-VL (2 layers, 64 wide); else overrides of its text_config.
+    labvla_vlm: dict | None = None
     labvla_expert_layers: int = 6
     labvla_expert_width: int = 256
     labvla_expert_heads: int = 4
@@ -78,13 +81,34 @@ class Sizes:
     # head_dim and exactly 8 query heads (`reshape(..., 1 * 8 * head_dim)` in modeling_pi05).
     pi05_depth: int = 6
     pi05_vlm_width: int = 64
+    pi05_vlm_mlp: int = 128
     pi05_expert_width: int = 256
     pi05_expert_mlp: int = 1024
     pi05_head_dim: int = 32
     # smolvla: expert width = VLM width * expert_width_multiplier; num_vlm_layers = expert layers.
+    with_smolvla: bool = True
     smolvla_depth: int = 6
     smolvla_vlm_width: int = 96
     smolvla_expert_width: int = 384
+
+
+# The first configuration: about the same total (~9M) but >90% of it in the action expert and a 2-layer
+# labvla VLM against 6 for pi05/smolvla, i.e. nothing like the real models.
+EQUAL_TOTAL = Sizes()
+# The real models' proportions: Qwen3-VL-4B + the 18x1024 DiT is ~94% VLM (`real_4b_split` measures
+# it on the meta device; pi05 = PaliGemma-2B + Gemma-300M is ~90%). Here both VLMs are 6 layers of
+# width 256 with a 4x MLP and 8 query heads of 32 (same depth, width, vocabulary and vision tower) and
+# the experts are sized so that ~94% of each policy is VLM: labvla's DiT 6 blocks x 64, pi05's Gemma
+# expert 6 layers (its depth must equal the VLM's) x 48 (its adaRMS norms make a layer ~2x a DiT block's).
+REAL_SPLIT = Sizes(
+    name="real_split",
+    labvla_vlm={"hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 6, "num_attention_heads": 8,
+                "num_key_value_heads": 2, "head_dim": 32},
+    labvla_expert_layers=6, labvla_expert_width=64, labvla_expert_heads=2,
+    pi05_depth=6, pi05_vlm_width=256, pi05_vlm_mlp=1024, pi05_expert_width=48, pi05_expert_mlp=192, pi05_head_dim=32,
+    with_smolvla=False,
+)
+CONFIGS = {s.name: s for s in (EQUAL_TOTAL, REAL_SPLIT)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,15 +121,30 @@ def make_dataset(root: Path, size: int):
                 state_dim=STATE_DIM, action_dim=ACTION_DIM, cameras=CAMERAS)
 
 
-def build_labvla(ds, sizes: Sizes, size: int):
+def labvla_backbone_config(sizes: Sizes) -> dict | None:
+    """The tiny Qwen3-VL config with `sizes.labvla_vlm` applied to its text model (None: the tiny one as is)."""
+    if sizes.labvla_vlm is None:
+        return None
+    from lerobot_labvla.policy.backbone import tiny_backbone_config
+
+    cfg = tiny_backbone_config()
+    text = cfg["text_config"] | sizes.labvla_vlm
+    half = text["head_dim"] // 2  # M-RoPE sections split head_dim / 2 over (t, h, w) as Qwen3-VL-4B's [24, 20, 20]
+    text["rope_parameters"] = text["rope_parameters"] | {"mrope_section": [half - 2 * (half * 5 // 16), half * 5 // 16, half * 5 // 16]}
+    cfg["text_config"] = text
+    cfg["vision_config"] = cfg["vision_config"] | {"out_hidden_size": text["hidden_size"]}
+    return cfg
+
+
+def build_labvla(ds, sizes: Sizes, size: int, mode: str = "finetune", **options):
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
     from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
 
     cfg = LabVLAConfig(
-        backbone="tiny", device="cpu", mode="finetune", image_size=size, chunk_size=CHUNK, n_action_steps=CHUNK,
-        num_inference_steps=EULER_STEPS, expert_layers=sizes.labvla_expert_layers,
-        expert_width=sizes.labvla_expert_width, expert_heads=sizes.labvla_expert_heads,
+        backbone="tiny", backbone_config=labvla_backbone_config(sizes), device="cpu", mode=mode, image_size=size,
+        chunk_size=CHUNK, n_action_steps=CHUNK, num_inference_steps=EULER_STEPS, expert_layers=sizes.labvla_expert_layers,
+        expert_width=sizes.labvla_expert_width, expert_heads=sizes.labvla_expert_heads, **options,
     )
     policy = make_policy(cfg, ds_meta=ds.meta)
     pre, _ = make_pre_post_processors(cfg, dataset_stats=ds.meta.stats)
@@ -128,7 +167,7 @@ def tiny_pi05(sizes: Sizes, patch: int = 14):
         return m.GemmaConfig(width=width, depth=sizes.pi05_depth, mlp_dim=mlp, num_heads=8, num_kv_heads=1,
                              head_dim=sizes.pi05_head_dim)
 
-    variants = {"gemma_2b": gemma(sizes.pi05_vlm_width, 2 * sizes.pi05_vlm_width),
+    variants = {"gemma_2b": gemma(sizes.pi05_vlm_width, sizes.pi05_vlm_mlp),
                 "gemma_300m": gemma(sizes.pi05_expert_width, sizes.pi05_expert_mlp)}
     orig = (m.get_gemma_config, m.PaliGemmaForConditionalGenerationWithPiGemma, m.PiGemmaForCausalLM)
 
@@ -225,15 +264,16 @@ def raw_batch(ds, batch_size: int) -> dict:
     return next(iter(loader))
 
 
-def token_batch(labvla_batch: dict, n_tokens: int) -> dict:
-    """pi05/smolvla input: labvla's preprocessed images/state/action plus random prompt ids of the same length."""
+def token_batch(labvla_batch: dict, n_real: int, n_tokens: int) -> dict:
+    """pi05/smolvla input: labvla's preprocessed images/state/action plus random prompt ids, `n_real` real
+    tokens right-padded to `n_tokens` (labvla pads its prompt to `max_prompt_tokens` the same way)."""
     from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 
     keep = {k: v for k, v in labvla_batch.items() if isinstance(v, torch.Tensor) and k.startswith(("observation.", "action"))}
     bsz = keep["observation.state"].shape[0]
     gen = torch.Generator().manual_seed(0)
     keep[OBS_LANGUAGE_TOKENS] = torch.randint(0, 256, (bsz, n_tokens), generator=gen)
-    keep[OBS_LANGUAGE_ATTENTION_MASK] = torch.ones(bsz, n_tokens, dtype=torch.bool)
+    keep[OBS_LANGUAGE_ATTENTION_MASK] = torch.arange(n_tokens)[None].expand(bsz, -1) < n_real
     return keep
 
 
@@ -242,6 +282,52 @@ def token_batch(labvla_batch: dict, n_tokens: int) -> dict:
 # --------------------------------------------------------------------------------------------
 def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+# Parameter name prefix -> part, first match wins; anything else is "other" (labvla: the FAST head and
+# the VLM state token; smolvla: its state/action projections).
+PARTS = (
+    ("backbone.vlm.model.visual.", "vision"),
+    ("backbone.vlm.", "vlm_text"),
+    ("expert.", "expert"),
+    ("model.paligemma_with_expert.paligemma.model.vision_tower.", "vision"),
+    ("model.paligemma_with_expert.paligemma.model.multi_modal_projector.", "vision"),
+    ("model.paligemma_with_expert.paligemma.", "vlm_text"),
+    ("model.paligemma_with_expert.gemma_expert.", "expert"),
+    ("model.action_", "expert"),
+    ("model.time_mlp", "expert"),
+    ("model.vlm_with_expert.vlm.model.vision_model.", "vision"),
+    ("model.vlm_with_expert.vlm.", "vlm_text"),
+    ("model.vlm_with_expert.lm_expert.", "expert"),
+)
+
+
+def param_parts(policy: torch.nn.Module) -> dict:
+    """Parameters per part (vision, vlm_text, expert, other), their total and the VLM's share of it."""
+    parts = {"vision": 0, "vlm_text": 0, "expert": 0, "other": 0}
+    for name, p in policy.named_parameters():  # named_parameters() skips tied duplicates
+        parts[next((part for prefix, part in PARTS if name.startswith(prefix)), "other")] += p.numel()
+    total = sum(parts.values())
+    return parts | {"total": total, "vlm_share": round((parts["vision"] + parts["vlm_text"]) / total, 3)}
+
+
+def real_4b_split() -> dict:
+    """Parameters per part of the real 4B labvla (Qwen3-VL-4B + 18x1024 DiT), counted on the meta device."""
+    from accelerate import init_empty_weights
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
+    from lerobot_labvla.policy.modeling_labvla import LabVLAPolicy
+
+    features = {f"observation.images.{c}": PolicyFeature(FeatureType.VISUAL, (3, 224, 224)) for c in CAMERAS}
+    features["observation.state"] = PolicyFeature(FeatureType.STATE, (STATE_DIM,))
+    cfg = LabVLAConfig(backbone="Qwen/Qwen3-VL-4B-Instruct", random_init_backbone=True, tokenizer="tiny", mode="finetune",
+                       device="cpu", input_features=features,
+                       output_features={"action": PolicyFeature(FeatureType.ACTION, (ACTION_DIM,))})
+    with init_empty_weights():
+        policy = LabVLAPolicy(cfg)
+    policy.backbone.vlm.tie_weights()  # Qwen3-VL-4B's embedding and LM head are one tensor (the meta build untied them)
+    return param_parts(policy)
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -301,18 +387,18 @@ def labvla_breakdown(policy, batch: dict, repeats: int) -> dict[str, float]:
     from lerobot.policies.common.flow_matching import euler_integrate, sample_noise
 
     images, state, prompts = policy._inputs(batch)
-    parts: dict[str, list[float]] = {"inputs_ms": [], "vlm_prefix_ms": [], "expert_kv_ms": [], "expert_10_steps_ms": []}
+    parts: dict[str, list[float]] = {"inputs_ms": [], "vlm_prefix_ms": [], "context_proj_ms": [], "expert_10_steps_ms": []}
     policy.eval()
     with torch.no_grad():
         for _ in range(repeats + 1):
             t0 = time.perf_counter()
-            inputs = policy.backbone.build_inputs(images, prompts)
+            inputs = policy._build_inputs(images, prompts)
             t1 = time.perf_counter()
-            prefix = policy.backbone(inputs)
-            t2 = time.perf_counter()
-            ctx_kv, ctx_mask = policy.expert.context_kv(prefix.hidden, prefix.mask)
-            t3 = time.perf_counter()
             state_p = policy._pad_state(state)
+            prefix = policy.backbone(inputs, state=state_p if policy.config.uses_vlm_state_token else None)
+            t2 = time.perf_counter()
+            ctx_kv, ctx_mask = policy.expert.project_context(prefix.hidden), prefix.mask
+            t3 = time.perf_counter()
             noise = sample_noise((state.shape[0], policy.config.chunk_size, policy.config.max_action_dim), state.device)
             euler_integrate(lambda x, t: policy._denoise(x, t, state_p, ctx_kv, ctx_mask), noise, policy.config.num_inference_steps)
             t4 = time.perf_counter()
@@ -349,36 +435,73 @@ def machine() -> dict:
 # CPU: labvla vs pi05 vs smolvla at equal size
 # --------------------------------------------------------------------------------------------
 def run_cpu(args) -> dict:
-    sizes = Sizes()
+    """Both configurations (or `--config`), each in the format below; the top-level keys repeat real_split."""
+    configs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        print("building the synthetic dataset and the three policies ...", flush=True)
         ds = make_dataset(Path(tmp), args.image_size)
-        labvla, pre = build_labvla(ds, sizes, args.image_size)
-        pi05 = build_pi05(ds, sizes, args.image_size)
-        smolvla = build_smolvla(ds, sizes, args.image_size)
-        # pi05 with SigLIP patch 32: 49 image tokens per camera like labvla and smolvla, to separate
-        # the architecture (shared-attention expert) from pi05's 5x longer image prefix.
-        pi05_49 = build_pi05(ds, sizes, args.image_size, patch=32)
-        lab1 = pre(raw_batch(ds, 1))
-        labn = pre(raw_batch(ds, args.train_batch))
+        for name in args.configs:
+            configs[name] = run_config(args, ds, CONFIGS[name])
+            configs[name].pop("_policies")
+    main = configs.get("real_split") or next(iter(configs.values()))
+    return {k: main[k] for k in ("settings", "policies", "ratios", "targets")} | {
+        "configs": configs,
+        "real_4b_labvla_params": real_4b_split(),
+        "notes": NOTES + [f"top-level settings/policies/ratios/targets are the {main['settings']['config']} configuration"],
+    }
+
+
+NOTES = [
+    "measurements interleaved round-robin (labvla, pi05, ..., labvla, ...) so the policies share the noise of a "
+    "machine whose cores other jobs also use",
+    "pi05 and smolvla are patched in this benchmark only (tiny Gemma/SigLIP/vocab for pi05, a hand-built "
+    "SmolVLM config and a processor stub for smolvla), random weights, no Hub",
+    "pi05/smolvla get random prompt ids of labvla's prompt length; labvla's latency includes its own "
+    "tokenization and patchify (they happen inside its predict_action_chunk)",
+    "image tokens per 224^2 camera follow each architecture: labvla (Qwen3-VL patch 16 + 2x2 merge) 49, "
+    "smolvla (patch 16 + 2x2 pixel shuffle) 49, pi05 (SigLIP patch 14, no merge) 256; pi05_49tok is the "
+    "same tiny pi05 with SigLIP patch 32 (49 tokens), to compare the architectures at equal prefix length",
+    "training: forward + backward + AdamW step on a fixed preprocessed batch; labvla in mode finetune "
+    "(FM only, backbone trainable, as pi05 trains) and labvla_ki in the default mode ki (FM on detached VLM "
+    "states + FAST CE on the VLM, FAST encoding of the batch included); smolvla with train_expert_only=False "
+    "and freeze_vision_encoder=False",
+    "equal_total: ~9M each but >90% expert and a 2-layer labvla VLM against 6 (not the real models' shape); "
+    "real_split: ~94% VLM, VLM depth 6 and width 256 for both (see Sizes/REAL_SPLIT)",
+]
+
+
+def run_config(args, ds, sizes: Sizes) -> dict:
+    print(f"[{sizes.name}] building the policies ...", flush=True)
+    labvla, pre = build_labvla(ds, sizes, args.image_size)
+    labvla_ki, pre_ki = build_labvla(ds, sizes, args.image_size, mode="ki")
+    policies = {"labvla": labvla, "labvla_ki": labvla_ki, "pi05": build_pi05(ds, sizes, args.image_size)}
+    if sizes.with_smolvla:
+        policies["smolvla"] = build_smolvla(ds, sizes, args.image_size)
+    # pi05 with SigLIP patch 32: 49 image tokens per camera like labvla and smolvla, to separate
+    # the architecture (shared-attention expert) from pi05's 5x longer image prefix.
+    policies["pi05_49tok"] = build_pi05(ds, sizes, args.image_size, patch=32)
+    lab1, labn = pre(raw_batch(ds, 1)), pre(raw_batch(ds, args.train_batch))
+    ki1, kin = pre_ki(raw_batch(ds, 1)), pre_ki(raw_batch(ds, args.train_batch))
     prompt_tokens = len(labvla.backbone.tokenizer(lab1["prompt"][0], add_special_tokens=False)["input_ids"])
-    policies = {"labvla": labvla, "pi05": pi05, "smolvla": smolvla, "pi05_49tok": pi05_49}
-    batches_1 = {k: lab1 if k == "labvla" else token_batch(lab1, prompt_tokens) for k in policies}
-    batches_n = {k: labn if k == "labvla" else token_batch(labn, prompt_tokens) for k in policies}
+    own = {"labvla": (lab1, labn), "labvla_ki": (ki1, kin)}
+    padded = labvla.config.max_prompt_tokens
+    batches_1 = {k: own[k][0] if k in own else token_batch(lab1, prompt_tokens, padded) for k in policies}
+    batches_n = {k: own[k][1] if k in own else token_batch(labn, prompt_tokens, padded) for k in policies}
     cams, grid = len(CAMERAS), args.image_size // 16
-    prefix_tokens = {  # images + prompt (+ smolvla's state token); labvla adds <vision_start/end> per camera
-        "labvla": cams * ((grid // 2) ** 2 + 2) + prompt_tokens,
-        "pi05": cams * (args.image_size // 14) ** 2 + prompt_tokens,
-        "smolvla": cams * (grid // 2) ** 2 + prompt_tokens + 1,
-        "pi05_49tok": cams * (args.image_size // 32) ** 2 + prompt_tokens,
+    labvla_tokens = cams * ((grid // 2) ** 2 + 2) + labvla.config.max_prompt_tokens
+    prefix_tokens = {  # images + the prompt padded to max_prompt_tokens (+ smolvla's state token)
+        "labvla": labvla_tokens,  # (+ <vision_start/end> per camera)
+        "labvla_ki": labvla_tokens + 1,  # + the state token (FAST targets follow in training)
+        "pi05": cams * (args.image_size // 14) ** 2 + padded,
+        "smolvla": cams * (grid // 2) ** 2 + padded + 1,
+        "pi05_49tok": cams * (args.image_size // 32) ** 2 + padded,
     }
 
     torch.manual_seed(0)
-    print(f"latency: batch 1, {args.warmup} warm-up + {args.repeats} round-robin repeats ...", flush=True)
+    print(f"[{sizes.name}] latency: batch 1, {args.warmup} warm-up + {args.repeats} round-robin repeats ...", flush=True)
     lat = round_robin({k: chunk_fn(p, batches_1[k]) for k, p in policies.items()}, args.warmup, args.repeats, lambda: None)
-    print("labvla breakdown ...", flush=True)
     breakdown = labvla_breakdown(labvla, lab1, max(3, args.repeats // 2))
-    print(f"training: batch {args.train_batch}, {args.warmup} warm-up + {args.train_repeats} round-robin repeats ...", flush=True)
+    print(f"[{sizes.name}] training: batch {args.train_batch}, {args.warmup} warm-up + {args.train_repeats} "
+          "round-robin repeats ...", flush=True)
     steps = {k: train_step_fn(p, batches_n[k]) for k, p in policies.items()}
     train = round_robin(steps, args.warmup, args.train_repeats, lambda: None)
 
@@ -388,6 +511,7 @@ def run_cpu(args) -> dict:
         step_s = statistics.median(train[name])
         results[name] = {
             "params": n_params(policy),
+            "params_per_part": param_parts(policy),
             "prefix_tokens": prefix_tokens[name],
             "trainable_params": sum(p.numel() for p in policy.parameters() if p.requires_grad),
             "chunk_latency_ms": {"median": round(statistics.median(ms), 2), "p90": round(percentile(ms, 0.9), 2),
@@ -397,36 +521,26 @@ def run_cpu(args) -> dict:
         }
     results["labvla"]["breakdown_batch1"] = breakdown
     return {
-        "settings": {"batch_latency": 1, "batch_train": args.train_batch, "image_size": args.image_size,
+        "settings": {"config": sizes.name, "batch_latency": 1, "batch_train": args.train_batch, "image_size": args.image_size,
                      "cameras": len(CAMERAS), "chunk": CHUNK, "euler_steps": EULER_STEPS,
                      "prompt_tokens": prompt_tokens, "dtype": "float32", "torch_threads": args.threads, "warmup": args.warmup,
-                     "repeats": args.repeats, "train_repeats": args.train_repeats, "sizes": sizes.__dict__},
+                     "repeats": args.repeats, "train_repeats": args.train_repeats, "sizes": sizes.__dict__,
+                     "labvla_backbone_config": labvla_backbone_config(sizes)},
         "policies": results,
         "ratios": ratios(results),
         "targets": targets(results),
-        "notes": [
-            "measurements interleaved round-robin (labvla, pi05, smolvla, labvla, ...) so the three share the "
-            "noise of a machine whose cores other jobs also use",
-            "pi05 and smolvla are patched in this benchmark only (tiny Gemma/SigLIP/vocab for pi05, a hand-built "
-            "SmolVLM config and a processor stub for smolvla), random weights, no Hub",
-            "pi05/smolvla get random prompt ids of labvla's prompt length; labvla's latency includes its own "
-            "tokenization and patchify (they happen inside its predict_action_chunk)",
-            "image tokens per 224^2 camera follow each architecture: labvla (Qwen3-VL patch 16 + 2x2 merge) 49, "
-            "smolvla (patch 16 + 2x2 pixel shuffle) 49, pi05 (SigLIP patch 14, no merge) 256; pi05_49tok is the "
-            "same tiny pi05 with SigLIP patch 32 (49 tokens), to compare the architectures at equal prefix length",
-            f"torch CPU threads: {args.threads} (oversubscribed cores make multi-threaded timings erratic)",
-            "training: forward + backward + AdamW step on a fixed preprocessed batch; labvla in mode finetune "
-            "(FM only, backbone trainable), smolvla with train_expert_only=False and freeze_vision_encoder=False",
-        ],
+        "_policies": policies,
     }
 
 
 def ratios(results: dict) -> dict:
-    lab = results["labvla"]
     out = {}
-    for other in ("pi05", "smolvla", "pi05_49tok"):
-        o = results[other]
-        out[f"labvla/{other}"] = {
+    pairs = [("labvla", o) for o in ("pi05", "smolvla", "pi05_49tok")] + [("labvla_ki", "pi05"), ("labvla_ki", "pi05_49tok")]
+    for ours, other in pairs:
+        if other not in results:
+            continue
+        lab, o = results[ours], results[other]
+        out[f"{ours}/{other}"] = {
             "params": round(lab["params"] / o["params"], 3),
             "chunk_latency_median": round(lab["chunk_latency_ms"]["median"] / o["chunk_latency_ms"]["median"], 3),
             "samples_s": round(lab["samples_s"] / o["samples_s"], 3),
@@ -443,17 +557,27 @@ def targets(results: dict) -> dict:
 
 
 def print_cpu_table(report: dict) -> None:
+    for config in report["configs"].values():
+        print_config_table(config)
+    parts = report["real_4b_labvla_params"]
+    print(f"\nreal 4B labvla for reference: {parts['total'] / 1e9:.2f}B, VLM share {parts['vlm_share']:.1%} "
+          f"(vision {parts['vision'] / 1e9:.2f}B, text {parts['vlm_text'] / 1e9:.2f}B, expert {parts['expert'] / 1e9:.2f}B)")
+    print("pi05 and smolvla are tiny configurations patched in this benchmark only (see the module docstring)")
+
+
+def print_config_table(report: dict) -> None:
     s = report["settings"]
-    print(f"\nCPU ({s['torch_threads']} thread), float32, latency batch 1 / training batch {s['batch_train']}, "
+    print(f"\n[{s['config']}] CPU ({s['torch_threads']} thread), float32, latency batch 1 / training batch {s['batch_train']}, "
           f"{s['cameras']} cameras {s['image_size']}x{s['image_size']}, chunk {s['chunk']}, {s['euler_steps']} Euler steps, "
           f"prompt {s['prompt_tokens']} tokens; measured round-robin (shared noise)")
-    head = (f"{'policy':<11} {'params':>8} {'prefix tok':>10} {'chunk ms median':>16} {'p90':>8} {'min':>7} "
-            f"{'train step ms':>14} {'samples/s':>10}")
+    head = (f"{'policy':<11} {'params':>8} {'VLM %':>6} {'expert':>8} {'prefix tok':>10} {'chunk ms median':>16} {'p90':>8} "
+            f"{'min':>7} {'train step ms':>14} {'samples/s':>10}")
     print(head)
     print("-" * len(head))
     for name, r in report["policies"].items():
-        lat = r["chunk_latency_ms"]
-        print(f"{name:<11} {r['params'] / 1e6:>7.2f}M {r['prefix_tokens']:>10} {lat['median']:>16.1f} {lat['p90']:>8.1f} {lat['min']:>7.1f} "
+        lat, parts = r["chunk_latency_ms"], r["params_per_part"]
+        print(f"{name:<11} {r['params'] / 1e6:>7.2f}M {parts['vlm_share'] * 100:>5.1f}% {parts['expert'] / 1e6:>7.2f}M "
+              f"{r['prefix_tokens']:>10} {lat['median']:>16.1f} {lat['p90']:>8.1f} {lat['min']:>7.1f} "
               f"{r['train_step_ms_median']:>14.1f} {r['samples_s']:>10.2f}")
     for key, r in report["ratios"].items():
         print(f"{key}: params {r['params']:.2f}x, chunk latency {r['chunk_latency_median']:.2f}x, samples/s {r['samples_s']:.2f}x")
@@ -463,8 +587,7 @@ def print_cpu_table(report: dict) -> None:
     print(f"target samples/s >= pi05: {tr_t['ratio']:.2f}x -> {'MET' if tr_t['met'] else 'NOT MET'}")
     b = report["policies"]["labvla"]["breakdown_batch1"]
     print(f"labvla chunk breakdown (batch 1, median ms): inputs {b['inputs_ms']}, VLM prefix {b['vlm_prefix_ms']} "
-          f"({b['prefix_tokens']} tokens), expert K/V {b['expert_kv_ms']}, 10 expert steps {b['expert_10_steps_ms']}")
-    print("pi05 and smolvla are tiny configurations patched in this benchmark only (see the module docstring)")
+          f"({b['prefix_tokens']} tokens), context projection {b['context_proj_ms']}, 10 expert steps {b['expert_10_steps_ms']}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -570,12 +693,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads for the CPU run (default 1: on a machine whose cores other jobs also use, "
                     "2+ OpenMP threads wait on each other and make small models 10-20x slower at random)")
+    ap.add_argument("--config", choices=("both", *CONFIGS), default="both",
+                    help="CPU: equal_total (~9M each, >90%% expert), real_split (the real models' ~94%% VLM share, "
+                    "equal VLM depth), or both (default)")
     ap.add_argument("--train-batch", type=int, default=8, help="training batch size (default 8)")
     ap.add_argument("--image-size", type=int, default=224, help="camera images HxW for the CPU run, same for all policies (default 224)")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON path (default benchmarks/results/policy_speed_<device>.json; --quick: benchmarks/results/quick/...)")
     args = ap.parse_args(argv)
     quick = args.quick
+    args.configs = list(CONFIGS) if args.config == "both" else [args.config]
     args.repeats = args.repeats or (5 if quick else 30)
     args.train_repeats = args.train_repeats or (3 if quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if quick else 3)

@@ -32,10 +32,7 @@ def load_policy(cls, path: str, *, config, hub: dict, strict: bool = False, **kw
 
     Returns the policy on `config.device` in eval mode, as LeRobot's loader does.
     """
-    from accelerate import init_empty_weights
-
-    with init_empty_weights(include_buffers=False):
-        policy = cls(config, **kwargs)
+    policy = build_empty(cls, config, **kwargs)
     load_weights(policy, model_file(path, hub), device=_safetensors_device(config.device), strict=strict)
     policy.to(config.device)
     policy.eval()
@@ -55,15 +52,29 @@ def model_file(path: str, hub: dict) -> Path:
 
 
 def load_weights(policy: nn.Module, file: Path, *, device: str = "cpu", strict: bool = False) -> tuple[list[str], list[str]]:
-    """Assign the tensors of a safetensors `file` as `policy`'s parameters; returns `(missing, unexpected)`.
-
-    Each tensor is cast to the dtype the config built that parameter in (a bf16 VLM stays bf16 even
-    from a float32 file), as `load_state_dict` without `assign` would. Weights the file lacks (e.g. the
-    state token of `ki` when starting from a `fast_pretrain` checkpoint) get their module's own init.
-    """
+    """Assign the tensors of a safetensors `file` as `policy`'s parameters; returns `(initialized, unexpected)`."""
     from safetensors.torch import load_file
 
-    state = load_file(str(file), device=device)
+    return assign_state_dict(policy, load_file(str(file), device=device), device=device, strict=strict, source=str(file))
+
+
+def build_empty(cls, config, **kwargs):
+    """`cls(config, **kwargs)` with every parameter on the meta device (buffers real), for `assign_state_dict`."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        return cls(config, **kwargs)
+
+
+def assign_state_dict(
+    policy: nn.Module, state: dict, *, device: str = "cpu", strict: bool = False, source: str = "the state dict"
+) -> tuple[list[str], list[str]]:
+    """Make `state`'s tensors `policy`'s parameters (no copy into a second set); returns `(initialized, unexpected)`.
+
+    Each tensor is cast to the dtype the config built that parameter in (a bf16 VLM stays bf16 even
+    from a float32 file), as `load_state_dict` without `assign` would. Weights `state` lacks (e.g. the
+    state token of `ki` when starting from a `fast_pretrain` checkpoint) get their module's own init.
+    """
     expected = policy.state_dict(keep_vars=True)
     for key, tensor in state.items():
         want = expected.get(key)
@@ -71,38 +82,29 @@ def load_weights(policy: nn.Module, file: Path, *, device: str = "cpu", strict: 
             continue
         if tuple(tensor.shape) != tuple(want.shape):
             raise LabVLAError(
-                f"{file}: {key} has shape {tuple(tensor.shape)} but the config builds {tuple(want.shape)}; "
+                f"{source}: {key} has shape {tuple(tensor.shape)} but the config builds {tuple(want.shape)}; "
                 "the checkpoint's config.json does not match its weights"
             )
         if tensor.dtype != want.dtype and tensor.is_floating_point():
             state[key] = tensor.to(want.dtype)
     result = policy.load_state_dict(state, strict=False, assign=True)
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    missing = _tie(policy, missing)
+    _tie(policy, list(result.missing_keys))
+    unexpected = list(result.unexpected_keys)
     initialized = _materialize(policy, device)
     if strict and (initialized or unexpected):
-        raise LabVLAError(f"{file}: missing keys {initialized[:8]}, unexpected keys {unexpected[:8]} (strict load)")
+        raise LabVLAError(f"{source}: missing keys {initialized[:8]}, unexpected keys {unexpected[:8]} (strict load)")
     if initialized:
-        logger.warning("not in %s, initialized from scratch: %s", file, initialized)
+        logger.warning("not in %s, initialized from scratch: %s", source, initialized)
     if unexpected:
-        logger.warning("in %s but not in the policy, ignored: %s", file, unexpected)
+        logger.warning("in %s but not in the policy, ignored: %s", source, unexpected)
     return initialized, unexpected
 
 
-def _tie(policy: nn.Module, missing: list[str]) -> list[str]:
+def _tie(policy: nn.Module, missing: list[str]) -> None:
     """Re-tie the VLM's shared weights (transformers' symmetric tying: whichever of the pair the file has)."""
     vlm = getattr(getattr(policy, "backbone", None), "vlm", None)
-    if vlm is None or not hasattr(vlm, "tie_weights"):
-        return missing
-    vlm_missing = {k[len(VLM_PREFIX) :] for k in missing if k.startswith(VLM_PREFIX)}
-    vlm.tie_weights(missing_keys=vlm_missing)
-    return [k for k in missing if not _is_meta(policy, k)]
-
-
-def _is_meta(policy: nn.Module, key: str) -> bool:
-    module_name, _, name = key.rpartition(".")
-    tensor = getattr(policy.get_submodule(module_name), name, None)
-    return isinstance(tensor, torch.Tensor) and tensor.is_meta
+    if vlm is not None and hasattr(vlm, "tie_weights"):
+        vlm.tie_weights(missing_keys={k[len(VLM_PREFIX) :] for k in missing if k.startswith(VLM_PREFIX)})
 
 
 def _materialize(policy: nn.Module, device: str) -> list[str]:

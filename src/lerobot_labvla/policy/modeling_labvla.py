@@ -383,7 +383,13 @@ class LabVLAPolicy(PreTrainedPolicy):
             config = PreTrainedConfig.from_pretrained(path, **hub)
         checkpoint_dir = _checkpoint_files(path, hub)
         check_stats(config, _saved_normalizer_stats(checkpoint_dir), source=f"the normalizer stats saved in {path}")
-        return super().from_pretrained(path, config=config, checkpoint_dir=checkpoint_dir, **kwargs)
+        # Built on the meta device, weights assigned from the file: one copy in memory, no random init (loading.py).
+        from lerobot_labvla.policy.loading import load_policy
+
+        strict = kwargs.pop("strict", False)
+        for key in ("revision", "cache_dir", "force_download", "token", "local_files_only", "resume_download", "proxies"):
+            kwargs.pop(key, None)
+        return load_policy(cls, path, config=config, hub=hub, strict=strict, checkpoint_dir=checkpoint_dir, **kwargs)
 
 
 def _pad_last(x: Tensor, size: int) -> Tensor:
