@@ -176,3 +176,15 @@ def test_lerobot_train_runs_every_mode_with_mot(ds7, tmp_path):
     assert "fm_loss" in runs["ki"].stdout + runs["ki"].stderr
     saved = (tmp_path / "finetune" / "checkpoints" / "last" / "pretrained_model" / "config.json").read_text()
     assert '"expert_attention": "mot"' in saved
+
+
+def test_a_deep_copy_reads_its_own_backbone(finetune_policy):
+    policy, batch = finetune_policy
+    twin = copy.deepcopy(policy)
+    with torch.no_grad():
+        twin.backbone.vlm.model.language_model.layers[0].self_attn.v_proj.weight.mul_(2.0)
+    noise = torch.randn(2, 10, policy.config.max_action_dim, generator=torch.Generator().manual_seed(2))
+    twin_chunk = twin.predict_action_chunk(copy.copy(batch), noise=noise)
+    ours = policy.predict_action_chunk(copy.copy(batch), noise=noise)
+    again = policy.predict_action_chunk(copy.copy(batch), noise=noise)
+    assert torch.equal(ours, again) and not torch.allclose(ours, twin_chunk)

@@ -157,7 +157,7 @@ class MoTActionExpert(nn.Module):
         # Not a submodule: the backbone is the policy's, we only read from it.
         self._lm = [backbone.vlm.model.language_model]
         self._captured: dict = {}
-        self._hooks = _capture_hooks(self._lm[0], self._captured)
+        _capture_hooks(self._lm[0], self._captured)
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -218,48 +218,50 @@ class MoTActionExpert(nn.Module):
         return self.action_out_proj(self.norm(x)[:, 1:]).float()
 
 
-def _capture_hooks(lm, store: dict) -> list:
-    """Forward hooks on the Qwen3-VL text model that keep each layer's keys/values (normed, rotated)."""
+def _capture_hooks(lm, store: dict) -> None:
+    """Forward hooks on the Qwen3-VL text model that keep each layer's keys/values (normed, rotated).
 
-    # Only inside a text-model forward: not when someone calls a projection directly, nor when
-    # activation checkpointing re-runs the layers during backward.
-    def on_lm(_module, _args, kwargs):
-        store.clear()
-        store["position_ids"] = kwargs["position_ids"]
-        store["keys"], store["values"], store["active"] = [], [], True
-
-    def after_lm(_module, _args, _output):
-        store["active"] = False
-
-    def on_rope(_module, _args, output):
-        if store.get("active"):
-            store["cos"], store["sin"] = output
-
-    def on_k(attn):
-        def hook(_module, _args, out):
-            if not store.get("active"):
-                return
-            b, n, _ = out.shape
-            k = attn.k_norm(out.view(b, n, -1, attn.head_dim)).transpose(1, 2)
-            store["keys"].append(apply_rope(k, store["cos"], store["sin"]))
-
-        return hook
-
-    def on_v(attn):
-        def hook(_module, _args, out):
-            if not store.get("active"):
-                return
-            b, n, _ = out.shape
-            store["values"].append(out.view(b, n, -1, attn.head_dim).transpose(1, 2))
-
-        return hook
-
-    hooks = [
-        lm.register_forward_pre_hook(on_lm, with_kwargs=True),
-        lm.register_forward_hook(after_lm),
-        lm.rotary_emb.register_forward_hook(on_rope),
-    ]
+    The hooks are module-level functions that find `store` (and each layer's k_norm) on the module
+    they fire on, so `copy.deepcopy(policy)` gives the copy hooks that fill the copy's store. The
+    references sit in tuples so that nn.Module does not register them as submodules.
+    """
+    lm._mot_store = lm.rotary_emb._mot_store = store
+    lm.register_forward_pre_hook(_on_lm, with_kwargs=True)
+    lm.register_forward_hook(_after_lm)
+    lm.rotary_emb.register_forward_hook(_on_rope)
     for layer in lm.layers:
-        hooks.append(layer.self_attn.k_proj.register_forward_hook(on_k(layer.self_attn)))
-        hooks.append(layer.self_attn.v_proj.register_forward_hook(on_v(layer.self_attn)))
-    return hooks
+        attn = layer.self_attn
+        attn.k_proj._mot = (store, attn.k_norm, attn.head_dim)
+        attn.v_proj._mot = (store, None, attn.head_dim)
+        attn.k_proj.register_forward_hook(_on_kv)
+        attn.v_proj.register_forward_hook(_on_kv)
+
+
+# They capture only inside a text-model forward: not when someone calls a projection directly, nor
+# when activation checkpointing re-runs the layers during backward.
+def _on_lm(module, _args, kwargs):
+    store = module._mot_store
+    store.clear()
+    store["position_ids"] = kwargs["position_ids"]
+    store["keys"], store["values"], store["active"] = [], [], True
+
+
+def _after_lm(module, _args, _output):
+    module._mot_store["active"] = False
+
+
+def _on_rope(module, _args, output):
+    if module._mot_store.get("active"):
+        module._mot_store["cos"], module._mot_store["sin"] = output
+
+
+def _on_kv(module, _args, out):
+    store, k_norm, head_dim = module._mot
+    if not store.get("active"):
+        return
+    b, n, _ = out.shape
+    x = out.view(b, n, -1, head_dim)
+    if k_norm is None:
+        store["values"].append(x.transpose(1, 2))
+    else:
+        store["keys"].append(apply_rope(k_norm(x).transpose(1, 2), store["cos"], store["sin"]))
