@@ -312,8 +312,14 @@ def test_gripper_dims_normalize_by_quantiles_and_the_rest_by_mean_std():
 
 @pytest.mark.slow
 def test_converted_checkpoint_fine_tunes_with_lerobot_train(tmp_path, ds7):
-    """The user path: `labvla-convert official` then `lerobot-train --policy.path` on another embodiment."""
+    """The user path: `labvla-convert official` then `lerobot-train --policy.path` on another embodiment.
+
+    The new dataset's stats replace the checkpoint's (LeRobot's override), normalized as the official fine-tuning
+    does: mean/std, except the gripper dims, scaled by the new dataset's q01/q99 (ds7's names hold no "gripper",
+    so the test names dim 6)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
     from policy_helpers import assert_ok, losses, run_cli, train_args
+    from safetensors.torch import load_file
 
     ckpt, *_ = write_official(tmp_path, ki=True)
     proc = run_cli("labvla-convert", "official", str(ckpt), str(tmp_path / "converted"))
@@ -324,11 +330,22 @@ def test_converted_checkpoint_fine_tunes_with_lerobot_train(tmp_path, ds7):
         "--policy.mode=finetune",
         "--policy.device=cpu",
         "--policy.push_to_hub=false",
+        "--policy.quantile_dims=[6]",
         *train_args(ds7, tmp_path / "train", steps=2),
     )
     assert_ok(proc)
     assert len(losses(proc)) == 2 and all(math.isfinite(v) for v in losses(proc))
-    assert (tmp_path / "train" / "checkpoints" / "000002" / "pretrained_model" / "model.safetensors").exists()
+    saved = tmp_path / "train" / "checkpoints" / "000002" / "pretrained_model"
+    assert (saved / "model.safetensors").exists()
+    stats = LeRobotDatasetMetadata(ds7.repo_id, root=ds7.root).stats
+    normalizer = load_file(str(next(saved.glob("policy_preprocessor_step_*_normalizer_processor.safetensors"))))
+    for key in ("observation.state", "action"):
+        raw = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in stats[key].items()}
+        mean, std = normalizer[f"{key}.mean"], normalizer[f"{key}.std"]
+        torch.testing.assert_close(mean[:6], raw["mean"][:6])
+        torch.testing.assert_close(std[:6], raw["std"][:6])
+        torch.testing.assert_close(mean[6], (raw["q01"][6] + raw["q99"][6]) / 2)
+        torch.testing.assert_close(std[6], (raw["q99"][6] - raw["q01"][6]) / 2)
 
 
 def test_official_224_images_become_the_processors_256_and_64_tokens():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lerobot_labvla.errors import LabVLAError
+from lerobot_labvla.errors import LabVLAError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ KEY_PREFIXES = (
 OFFICIAL_EPS = 1e-6  # official NormalizeTransformFn: (x - mean) / (std + eps), 2 (x - q01) / (q99 - q01 + eps) - 1
 LEROBOT_EPS = 1e-8  # LeRobot's NormalizerProcessorStep: (x - mean) / (std + eps)
 QWEN_4B = "Qwen/Qwen3-VL-4B-Instruct"
+SHARD_INDEX = "model.safetensors.index.json"
 HUB_FILES = ["*.json", "*.safetensors", "pretrained_model/*", "tokenizer/*"]
 
 
@@ -54,7 +55,10 @@ def map_key(key: str) -> str | None:
 def find_files(ckpt_dir: Path) -> dict[str, Path]:
     """Locate the official files in CKPT_DIR (trainer layout or flat)."""
     model_dir = ckpt_dir / "pretrained_model" if (ckpt_dir / "pretrained_model").is_dir() else ckpt_dir
-    files = {"weights": model_dir / "model.safetensors", "config": model_dir / "config.json"}
+    weights = model_dir / "model.safetensors"
+    if not weights.exists() and (model_dir / SHARD_INDEX).exists():  # a big model saved in shards (Hub uploads)
+        weights = model_dir / SHARD_INDEX
+    files = {"weights": weights, "config": model_dir / "config.json"}
     for name, stem in (("norm_stats", "norm_stats.json"), ("schema", "labvla_schema.json")):
         files[name] = next((d / stem for d in (ckpt_dir, model_dir, model_dir.parent) if (d / stem).exists()), ckpt_dir / stem)
     missing = [str(p) for k, p in files.items() if k != "schema" and not p.exists()]
@@ -82,8 +86,10 @@ def processor_image_size(resolution: int, vlm_dir: str) -> int:
     return int(h)
 
 
-def labvla_config_from_official(official: dict, schema: dict, stats: dict, *, backbone: str, backbone_config: dict):
-    """Our `LabVLAConfig` for an official config.json + schema + norm stats."""
+def labvla_config_from_official(
+    official: dict, schema: dict, stats: dict, *, backbone: str, backbone_config: dict, cameras: list[str] | None = None
+):
+    """Our `LabVLAConfig` for an official config.json + schema + norm stats (`cameras`: input keys in slot order)."""
     from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature
 
     from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
@@ -109,8 +115,12 @@ def labvla_config_from_official(official: dict, schema: dict, stats: dict, *, ba
     names = [f"{'gripper' if i in grippers or (i < len(delta_mask) and not delta_mask[i]) else 'joint'}_{i}" for i in range(action_dim)]
     # Official camera slots in slot order: schema image_mapping {dataset key: observation.images.image<i>}.
     mapping = schema.get("image_mapping") or {}
-    cameras = [k for k, _ in sorted(mapping.items(), key=lambda kv: kv[1])] or [f"observation.images.image{i}" for i in range(3)]
-    cameras = [k if k.startswith("observation.images.") else f"observation.images.{k}" for k in cameras]
+    slots = [k for k, _ in sorted(mapping.items(), key=lambda kv: kv[1])] or [f"observation.images.image{i}" for i in range(3)]
+    if cameras is not None:
+        if len(cameras) != len(slots):
+            raise LabVLAError(f"--cameras names {len(cameras)} camera(s); the checkpoint has {len(slots)} slots ({', '.join(slots)})")
+        slots = cameras
+    cameras = [k if k.startswith("observation.images.") else f"observation.images.{k}" for k in slots]
     heads, head_dim = int(official.get("dit_num_heads", 8)), int(official.get("dit_head_dim", 128))
     config = LabVLAConfig(
         mode=mode,
@@ -142,8 +152,10 @@ def labvla_config_from_official(official: dict, schema: dict, stats: dict, *, ba
         use_relative_actions=official.get("action_mode", "delta") == "delta" and any(delta_mask),
         relative_exclude_joints=["gripper"],
         action_feature_names=names,
-        # Stats arrive already re-expressed as MEAN_STD (see `mean_std_stats`).
-        quantile_dims=[],
+        # The converted stats arrive already re-expressed as MEAN_STD (`mean_std_stats`, no q01/q99 left to
+        # apply). None = what the official fine-tuning does with a NEW dataset's stats (`lerobot-train
+        # --policy.path`): q01/q99 on the dims named "gripper", on every dim in fast_pretrain.
+        quantile_dims=None,
         normalization_mapping={
             "VISUAL": NormalizationMode.IDENTITY,
             "STATE": NormalizationMode.MEAN_STD,
@@ -204,7 +216,11 @@ def load_official_weights(policy, weights: Path) -> None:
     """Load the renamed official tensors into `policy`; unknown or missing keys are one LabVLAError."""
     from safetensors.torch import load_file
 
-    tensors = load_file(str(weights))
+    if weights.name == SHARD_INDEX:
+        shards = sorted(set(json.loads(weights.read_text())["weight_map"].values()))
+        tensors = {k: v for shard in shards for k, v in load_file(str(weights.parent / shard)).items()}
+    else:
+        tensors = load_file(str(weights))
     expected = policy.state_dict()
     renamed, unknown = {}, []
     for key, tensor in tensors.items():
@@ -232,8 +248,14 @@ def load_official_weights(policy, weights: Path) -> None:
     policy.load_state_dict(renamed, strict=False)
 
 
-def convert(ckpt_dir: Path, out_dir: Path, *, vlm: str | None = None, tokenizer: str | None = None) -> Path:
-    """Convert and write OUT_DIR atomically (a temp dir renamed at the end)."""
+def convert(
+    ckpt_dir: Path, out_dir: Path, *, vlm: str | None = None, tokenizer: str | None = None, cameras: list[str] | None = None
+) -> Path:
+    """Convert and write OUT_DIR atomically (a temp dir renamed at the end).
+
+    `cameras`: the converted checkpoint's camera keys in the official slot order (default: the dataset keys
+    of the schema's image_mapping), e.g. LabUtopia's `front, side, wrist` for `lerobot-eval --env.type=labutopia`.
+    """
     from lerobot_labvla.policy.modeling_labvla import LabVLAPolicy
     from lerobot_labvla.policy.processor_labvla import make_labvla_pre_post_processors
 
@@ -245,7 +267,9 @@ def convert(ckpt_dir: Path, out_dir: Path, *, vlm: str | None = None, tokenizer:
         if key not in stats or "mean" not in stats[key]:
             raise LabVLAError(f"{files['norm_stats']}: no {key} mean/std")
     backbone, backbone_config, tok = resolve_backbone(official, vlm)
-    config = labvla_config_from_official(official, schema, stats, backbone=backbone, backbone_config=backbone_config)
+    config = labvla_config_from_official(
+        official, schema, stats, backbone=backbone, backbone_config=backbone_config, cameras=cameras
+    )
     config.tokenizer = tokenizer or tok
     pretrain = official.get("training_phase", "posttrain") == "vlm_pretrain"
     lerobot_stats = mean_std_stats(stats, [int(d) for d in schema.get("gripper_action_dims") or []], all_quantile=pretrain)
@@ -287,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-hub", metavar="REPO", help="download the official checkpoint from the Hub (e.g. zjunlp/LabVLA) instead of CKPT_DIR")
     p.add_argument("--vlm", help="local Qwen3-VL dir for the backbone config/tokenizer (default: the checkpoint's vlm_pretrained_path, else Qwen/Qwen3-VL-4B-Instruct)")
     p.add_argument("--tokenizer", help="tokenizer dir or Hub id (default: the --vlm dir, else Qwen/Qwen3-VL-4B-Instruct from the HF cache)")
+    p.add_argument("--cameras", help="the checkpoint's camera keys in the official slot order, comma-separated "
+                   "(default: the schema's dataset keys); front,side,wrist = LabUtopia's camera_1..3_rgb for --env.type=labutopia")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -295,10 +321,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.from_hub:
             from huggingface_hub import snapshot_download
 
-            ckpt = Path(snapshot_download(args.from_hub, allow_patterns=HUB_FILES))
+            try:
+                ckpt = Path(snapshot_download(args.from_hub, allow_patterns=HUB_FILES))
+            except (OSError, ValueError) as exc:  # not cached offline, not found, no network: name the repo
+                raise LabVLAError(f"--from-hub {args.from_hub}: {one_line(exc)}") from exc
         elif ckpt is None:
             raise LabVLAError("give CKPT_DIR or --from-hub REPO")
-        out = convert(ckpt, args.out_dir, vlm=args.vlm, tokenizer=args.tokenizer)
+        cameras = [c.strip() for c in args.cameras.split(",") if c.strip()] if args.cameras else None
+        out = convert(ckpt, args.out_dir, vlm=args.vlm, tokenizer=args.tokenizer, cameras=cameras)
     except (LabVLAError, OSError) as exc:
         if args.debug:
             raise
