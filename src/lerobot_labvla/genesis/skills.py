@@ -113,6 +113,11 @@ class WorkflowTask(Task):
 
     workflow: Any = None
 
+    @property
+    def robot(self) -> str:
+        """The workflow's robot profile (the env builds and drives it)."""
+        return self.workflow.robot
+
     @classmethod
     def from_workflow(cls, wf: Workflow) -> WorkflowTask:
         return cls(name=wf.name, gym_id="", instruction=wf.instruction, level="workflow",

@@ -101,9 +101,17 @@ def validate(loaded: LoadedWorkflow) -> list[Issue]:
     """All problems of a schema-valid workflow, in file order (errors and warnings)."""
     wf, issues = loaded.workflow, []
     objects = scene_objects(wf)
+    from lerobot_labvla.sim.robots import get_profile
+
+    profile = get_profile(wf.robot)
+    REACH_MIN, REACH_MAX = profile.reach  # noqa: N806 - the FR3's are the module constants
 
     def err(path, message, hint="", severity="error"):
         issues.append(Issue(severity, loaded.where(*path), message, hint))
+
+    if wf.scene.labutopia is not None and wf.robot != "fr3":
+        err(("robot",), f"LabUtopia scenes are the FR3's benchmark; robot {wf.robot!r} needs a scene with `objects:`",
+            "use robot: fr3, or list the objects under scene.objects")
 
     # --- the scene ------------------------------------------------------------------------------
     seen: dict[str, int] = {}

@@ -202,7 +202,7 @@ class Workflow(_Strict):
     name: str
     instruction: str
     paraphrases: list[str] = Field(default_factory=list, description="other wordings; each episode draws one")
-    robot: Literal["fr3"] = "fr3"
+    robot: str = Field("fr3", description="a robot profile (labvla-genesis robots)")
     max_steps: int | None = Field(None, ge=20, le=5000, description="control steps per episode (default: from the steps)")
     randomize: Randomization | None = Field(None, description="a preset (none|light|full) or axis ranges (genesis/axes.py)")
     scene: Scene
@@ -213,6 +213,15 @@ class Workflow(_Strict):
     def _name(cls, v: str) -> str:
         if not NAME_RE.match(v):
             raise ValueError(f"workflow name {v!r} must be lower_snake_case")
+        return v
+
+    @field_validator("robot")
+    @classmethod
+    def _robot(cls, v: str) -> str:
+        from lerobot_labvla.sim.robots import profiles  # no MuJoCo: profiles are data until built
+
+        if v not in profiles():
+            raise ValueError(f"unknown robot {v!r}; expected one of {', '.join(profiles())} (labvla-genesis robots)")
         return v
 
 

@@ -4,6 +4,8 @@ Observation: `pixels/{front,side,wrist}` uint8 (H, W, 3) and `agent_pos` (8,) = 
 + gripper opening (m). Action `ee_delta` (7,) in [-1, 1] = TCP translation (x 2.5 cm), rotation
 vector (x 0.1 rad) and gripper (-1 closed .. 1 open); `joint` (8,) = 7 absolute joint targets (rad)
 and the same gripper command. Reward = the task's staged progress in [0, 1]; success must hold for `hold_steps`.
+Those dims are the FR3's; a genesis workflow task on another single-arm profile (`robot: ur5e`) gets
+`agent_pos` = its dof joint angles + gripper width, `joint` actions of dof + 1, the same `ee_delta`.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from lerobot_labvla.envs.labutopia import ACTION_DIMS, CAMERAS, FPS, OBS_TYPES, STATE_DIM
+from lerobot_labvla.envs.labutopia import ACTION_DIMS, CAMERAS, FPS, OBS_TYPES
 from lerobot_labvla.envs.labutopia.splits import get_split
 from lerobot_labvla.envs.labutopia.tasks import CAMERA_NAMES, Task, get_task
 from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.sim.control import ArmController, axis_angle_quat, quat_error, quat_mul
 from lerobot_labvla.sim.render import Cameras
-from lerobot_labvla.sim.robots.fr3 import HOME_QPOS
+from lerobot_labvla.sim.robots import get_profile
 from lerobot_labvla.sim.skills import Motion, Target
 
 POS_SCALE = 0.025  # m per unit action
@@ -50,6 +52,13 @@ class LabUtopiaEnv(gym.Env):
             raise LabVLAError(f"image_size {image_size} out of range; expected 16..1024 pixels")
         if episode_length is not None and episode_length < 1:
             raise LabVLAError(f"episode_length {episode_length} must be >= 1 (or None for the task default)")
+        # A workflow task may name another single-arm robot profile (genesis); LabUtopia's own tasks run the FR3.
+        self.robot = get_profile(getattr(self.spec_task, "robot", "fr3"))
+        if self.robot.bimanual:
+            raise LabVLAError(f"robot {self.robot.name!r} has {len(self.robot.arms)} arms; this env drives one arm "
+                              "(a single-arm profile: see `labvla-genesis robots`)")
+        self.home = np.asarray(self.robot.arms[0].home, dtype=np.float64)
+        self.camera_names = {**CAMERA_NAMES, "wrist": self.robot.prefix + self.robot.arms[0].wrist_camera}
         self.task = self.spec_task.name
         self.task_description = self.spec_task.instruction
         self.obs_type, self.action_type, self.render_mode = obs_type, action_type, render_mode
@@ -57,19 +66,20 @@ class LabUtopiaEnv(gym.Env):
         self._max_episode_steps = int(episode_length or self.spec_task.episode_length)
         self.hold_steps = round(HOLD_SECONDS * FPS)
 
-        state = spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
+        state = spaces.Box(-np.inf, np.inf, (self.robot.state_dim,), np.float32)
         obs = {"agent_pos": state}
         if obs_type == "pixels_agent_pos":
             img = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
             obs["pixels"] = spaces.Dict({k: img for k in CAMERAS})
         self.observation_space = spaces.Dict(obs)
-        self.action_dim = ACTION_DIMS[action_type]
+        self.action_dim = ACTION_DIMS[action_type] if action_type == "ee_delta" else self.robot.state_dim
         if action_type == "ee_delta":
             self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
         else:
-            sim_lo, sim_hi = -np.pi * np.ones(8, np.float32), np.pi * np.ones(8, np.float32)
-            sim_lo[7], sim_hi[7] = -1.0, 1.0
-            self.action_space = spaces.Box(sim_lo, sim_hi, (8,), np.float32)
+            n = self.action_dim
+            sim_lo, sim_hi = -np.pi * np.ones(n, np.float32), np.pi * np.ones(n, np.float32)
+            sim_lo[-1], sim_hi[-1] = -1.0, 1.0
+            self.action_space = spaces.Box(sim_lo, sim_hi, (n,), np.float32)
 
         self.sim = self.ctl = self.cameras = None
         self.ctx: dict = {}
@@ -81,14 +91,14 @@ class LabUtopiaEnv(gym.Env):
         builder, self.ctx = self.spec_task.build(self.np_random, self.split)
         self.task_description = self.ctx.get("instruction", self.spec_task.instruction)
         self.sim = builder.build()
-        self.sim.reset(HOME_QPOS)
+        self.sim.reset(self.home)
         self.sim.reset(self._start_qpos())
         self.ctl = ArmController(self.sim)
         if self.cameras is not None:
             self.cameras.close()
         self.cameras = None
         if self.obs_type == "pixels_agent_pos" or self.render_mode == "rgb_array":
-            self.cameras = Cameras(self.sim.model, CAMERA_NAMES, self.image_size, self.image_size)
+            self.cameras = Cameras(self.sim.model, self.camera_names, self.image_size, self.image_size)
         for _ in range(5):  # let objects settle on the bench
             self.sim.step(self.ctl.q_cmd)
         self.ctl.reset()
@@ -102,7 +112,7 @@ class LabUtopiaEnv(gym.Env):
         if self.action_type == "ee_delta":
             q = self.ctl.apply_delta(a[:3] * POS_SCALE, a[3:6] * ROT_SCALE)
         else:
-            q = self.ctl.set_joint_target(a[:7])
+            q = self.ctl.set_joint_target(a[:-1])
         self.sim.set_gripper((a[-1] + 1.0) / 2.0)
         self.sim.step(q)
         self._steps += 1
@@ -131,7 +141,7 @@ class LabUtopiaEnv(gym.Env):
         rng, sim = self.np_random, self.sim
         pos = sim.tcp_pos + rng.uniform(-START_BOX, START_BOX)
         quat = quat_mul(axis_angle_quat(np.array([0.0, 0.0, rng.uniform(-START_YAW, START_YAW)])), sim.tcp_quat)
-        return ArmController(sim, iterations=60).ik(pos, quat, HOME_QPOS)
+        return ArmController(sim, iterations=60).ik(pos, quat, self.home)
 
     def _check_action(self, action) -> np.ndarray:
         a = np.asarray(action, dtype=np.float64)
@@ -139,13 +149,13 @@ class LabUtopiaEnv(gym.Env):
             raise LabVLAError(
                 f"action has shape {a.shape}; expected ({self.action_dim},): "
                 + ("[dx, dy, dz, rx, ry, rz, gripper] in [-1, 1]" if self.action_type == "ee_delta"
-                   else "[q1..q7 (rad), gripper in [-1, 1]]"))
+                   else f"[q1..q{self.action_dim - 1} (rad), gripper in [-1, 1]]"))
         if not np.all(np.isfinite(a)):
             raise LabVLAError(f"action contains NaN or inf: {a.tolist()}; the env state is unchanged, "
                               "send a finite action or call reset()")
         if self.action_type == "ee_delta":
             return np.clip(a, -1.0, 1.0)
-        a[7] = np.clip(a[7], -1.0, 1.0)
+        a[-1] = np.clip(a[-1], -1.0, 1.0)
         return a
 
     def _obs(self) -> dict:
@@ -182,6 +192,6 @@ class ScriptedExpert:
             a[3:6] = quat_error(target.quat, ctl.target_quat) / ROT_SCALE
             a[:6] = np.clip(a[:6], -1.0, 1.0)
         else:
-            a[:7] = ctl.ik(target.pos, target.quat, ctl.q_cmd)
+            a[:-1] = ctl.ik(target.pos, target.quat, ctl.q_cmd)
         a[-1] = target.gripper * 2.0 - 1.0
         return a.astype(np.float32)

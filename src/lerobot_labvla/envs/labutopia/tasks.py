@@ -69,10 +69,10 @@ def _instruction(rng: np.random.Generator, task: str, **names: str) -> str:
     return options[int(rng.integers(len(options)))].format(**names)
 
 
-def scene(split: Split, grasp_assist: bool | tuple[str, ...] = False) -> SceneBuilder:
+def scene(split: Split, grasp_assist: bool | tuple[str, ...] = False, robot: str = "fr3") -> SceneBuilder:
     """Bench, robot, the fixed cameras and the split's light: what every LabUtopia (and genesis) scene starts from."""
     b = SceneBuilder(bench_rgba=split.bench_rgba, grasp_assist=grasp_assist)
-    b.add_robot()
+    b.add_robot(robot=robot)
     for name, cam in FIXED_CAMERAS.items():
         b.add_camera(name, cam["pos"], cam["lookat"], cam["fovy"])
     b.add_light(split.light_pos, split.light_dir, split.light_diffuse)
