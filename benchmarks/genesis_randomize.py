@@ -35,6 +35,7 @@ def main() -> None:
     args = p.parse_args()
     workflows = args.workflow or [str(ROOT / "examples/workflows/heat_beaker_custom.yaml")]
     load_start = os.getloadavg()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     rows = []
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("forkserver")) as pool:
@@ -53,7 +54,6 @@ def main() -> None:
                              "seconds": round(time.perf_counter() - t, 1)})
                 r = rows[-1]
                 print(f"{r['workflow']:28s} {preset:5s} kept {r['kept']:3d}/{r['episodes']}  filtered {r['filtered']}", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     out = {"benchmark": "genesis_randomize", "git_commit": commit, "seed": args.seed, "rows": rows,
            "seconds": round(time.perf_counter() - t0, 1), "loadavg_1min": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
            "note": "rollouts without cameras (success and filtering do not depend on rendering); machine shared with other jobs"}
