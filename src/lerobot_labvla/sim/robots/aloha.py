@@ -56,6 +56,7 @@ def vx300s_spec() -> mujoco.MjSpec:
     root.append(deps.find("asset"))
     ET.SubElement(root, "worldbody").append(body)
     spec = mujoco.MjSpec.from_string(ET.tostring(root, encoding="unicode"))
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     for cam in list(spec.cameras):
         spec.delete(cam)
     for site in list(spec.sites):
@@ -97,6 +98,7 @@ def aloha_spec() -> mujoco.MjSpec:
     """Both arms under one `base` body: left at (MOUNT_X, +MOUNT_Y) facing -y, right at (MOUNT_X, -MOUNT_Y) facing +y."""
     spec = mujoco.MjSpec()
     spec.compiler.degree = False
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST  # the scene's: no attach conflict
     base = spec.worldbody.add_body(name="base")
     for side, y, yaw in (("left", MOUNT_Y, -math.pi / 2), ("right", -MOUNT_Y, math.pi / 2)):
         frame = base.add_frame(pos=[MOUNT_X, y, 0.0], quat=[math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)])

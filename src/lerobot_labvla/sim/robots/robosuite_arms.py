@@ -37,6 +37,8 @@ def _arm_with_hand(folder: str, joints: tuple[str, ...], kp: tuple[float, ...]) 
     spec = mujoco.MjSpec.from_file(str(path / "robot.xml"))
     spec.meshdir = str(path)
     spec.compiler.degree = False
+    # The scene's (and the attached Franka hand's) integrator: a mismatch makes every attach log a conflict.
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     # robosuite marks display meshes as group 1 without contacts; the rest are collision meshes.
     low_poly(spec, lambda g: g.group == 1 and g.contype == 0 and g.conaffinity == 0)
     for cam in list(spec.cameras):  # robosuite's robotview / eye_in_hand; ours is the hand's wrist_cam
