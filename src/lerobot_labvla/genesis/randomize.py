@@ -75,7 +75,7 @@ def _legacy_scene(wf: Workflow, rng: np.random.Generator, split) -> tuple[SceneB
                    labutopia=wf.scene.labutopia, roles=task_roles(ctx, builder.assets))
         return builder, ctx
     pours = any(s.skill == "pour" for s in wf.steps)
-    b = _labutopia_scene(split)(vary_lighting(split, rng), grasp_assist=pours)
+    b = _labutopia_scene(split)(vary_lighting(split, rng), grasp_assist=pours, robot=wf.robot)
     liquids = {}
     for o in wf.scene.objects:
         x, y = o.at[0] + rng.uniform(-wf.scene.jitter, wf.scene.jitter), o.at[1] + rng.uniform(-wf.scene.jitter, wf.scene.jitter)
@@ -169,7 +169,7 @@ def realize(wf: Workflow, plan: SB.ScenePlan, split, cameras: dict,
             bench: dict | None = None) -> tuple[SceneBuilder, dict[str, str]]:
     """The plan as a `SceneBuilder` (LabUtopia's bench, robot, cameras, light) and its vessel -> liquid map."""
     pours = any(s.skill == "pour" for s in wf.steps)
-    b = _labutopia_scene(split)(split, grasp_assist=pours)
+    b = _labutopia_scene(split)(split, grasp_assist=pours, robot=wf.robot)
     liquids = {}
     for p in plan.placements:
         L.build(b, p.variant, p.name, p.xy, p.yaw, rgba=p.rgba, material=p.material)
@@ -186,10 +186,16 @@ def validation_sim(builder: SceneBuilder):
     clone.world = clone.spec.worldbody
     clone.assets = dict(builder.assets)
     sim = clone.build()
+    sim.reset(home_qpos(builder))
+    return sim
+
+
+def home_qpos(builder: SceneBuilder) -> np.ndarray:
+    """The home pose of the builder's robot (its first arm), the FR3's when it has no profile."""
     from lerobot_labvla.sim.robots.fr3 import HOME_QPOS
 
-    sim.reset(HOME_QPOS)
-    return sim
+    profile = getattr(builder, "profile", None)
+    return np.asarray(profile.arms[0].home, float) if profile is not None else HOME_QPOS
 
 
 def light(split, rng: np.random.Generator, rz: Randomization):
