@@ -129,6 +129,7 @@ def clean_dataset(src: str | Path, dst: str | Path, report: dict | str | Path, c
             _convert_v21(out, repo_id)
         else:
             _v30_subset(view, kept, staging, out, repo_id)
+            _carry_episode_columns(view.root, kept, out)
         _fix_totals(out)
         clipped = _clip_actions(out, bounds) if bounds else {}
         _recompute_stats(out)
@@ -230,6 +231,32 @@ def _v30_subset(view: DatasetView, kept: list[int], staging: Path, out: Path, re
         tolerance_s=1e-4,
     )
     delete_episodes(source, dropped, output_dir=out, repo_id=repo_id)
+
+
+def _carry_episode_columns(src: Path, kept: list[int], out: Path) -> None:
+    """Copy the episode metadata columns LeRobot's delete_episodes leaves behind (it writes only its own:
+    tasks, length, data/videos/meta indices, stats), e.g. RoboGenesis' per-episode `annotation.<stream>`."""
+    def episode_files(root: Path) -> list[Path]:
+        return sorted((root / "meta" / "episodes").glob("*/*.parquet"))
+
+    ours = set(pq.read_schema(episode_files(out)[0]).names)
+    schema = pq.read_schema(episode_files(src)[0])
+    extra = [n for n in schema.names if n not in ours]
+    if not extra:
+        return
+    by_index = {}
+    for path in episode_files(src):
+        for row in pq.read_table(path, columns=["episode_index", *extra]).to_pylist():
+            by_index[row.pop("episode_index")] = row
+    for path in episode_files(out):
+        table = pq.read_table(path)
+        old = [kept[i] for i in table.column("episode_index").to_pylist()]  # delete_episodes renumbers 0..N-1
+        for name in extra:
+            field_ = schema.field(name)
+            table = table.append_column(field_, pa.array([by_index[o][name] for o in old], field_.type))
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
 
 
 def _copy_v30(view: DatasetView, out: Path) -> None:

@@ -1,7 +1,8 @@
 """The 15 annotation streams of the LabVLA paper, computed from the sim state at every recorded frame.
 
 Per-frame streams become `annotation.<stream>` dataset features (`frame_features`); per-episode
-streams go to the episode metadata sidecar `meta/genesis/episodes.jsonl` (genesis/export.py).
+streams become `annotation.<stream>` columns of LeRobot's episode metadata, meta/episodes/*.parquet
+(genesis/export.py).
 """
 
 from __future__ import annotations
@@ -45,12 +46,12 @@ def tracked_objects(sim: Sim) -> list[str]:
     return [n for n, a in sim.assets.items() if a.category not in ("bench", "liquid")]
 
 
-def frame_features(objects: list[str], cameras: tuple[str, ...], image_size: int) -> dict[str, dict]:
-    """LeRobot feature specs of the per-frame streams."""
+def frame_features(objects: list[str], cameras: tuple[str, ...], image_size: int, dof: int = 7) -> dict[str, dict]:
+    """LeRobot feature specs of the per-frame streams (`dof`: the robot profile's arm joints)."""
     d = depth_size(image_size)
     return {
-        "annotation.robot_state": {"dtype": "float32", "shape": (15,), "names": [
-            "tcp_x", "tcp_y", "tcp_z", "tcp_qw", "tcp_qx", "tcp_qy", "tcp_qz", "gripper_width"] + [f"dq{i}" for i in range(1, 8)]},
+        "annotation.robot_state": {"dtype": "float32", "shape": (8 + dof,), "names": [
+            "tcp_x", "tcp_y", "tcp_z", "tcp_qw", "tcp_qx", "tcp_qy", "tcp_qz", "gripper_width"] + [f"dq{i}" for i in range(1, dof + 1)]},
         "annotation.camera_extrinsics": {"dtype": "float32", "shape": (16 * len(cameras),),
                                          "names": [f"{c}_T{r}{k}" for c in cameras for r in range(4) for k in range(4)]},
         "annotation.step_timing": {"dtype": "float32", "shape": (3,), "names": ["t_episode", "t_step", "step"]},

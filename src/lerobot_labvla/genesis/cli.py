@@ -67,7 +67,7 @@ def _generate(args) -> int:
     report = generate(loaded, Path(args.out), episodes=args.episodes, workers=args.workers, seed=args.seed,
                       image_size=args.image_size, backend=args.backend, repo_id=args.repo_id,
                       max_attempts=args.max_attempts, flush_every=args.flush_every, progress=not args.no_progress,
-                      randomize=args.randomize)
+                      randomize=args.randomize, depth=args.depth)
     print(json.dumps({k: report[k] for k in ("kept", "tried", "success_rate", "rejected")}))
     return 0 if report["kept"] >= args.episodes else 1
 
@@ -216,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-attempts", type=int, default=None, help="give up after this many tries (default: 3x episodes + 10)")
     g.add_argument("--flush-every", type=int, default=25, help="publish the dataset every N kept episodes")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--depth", action="store_true",
+                   help="also record each fixed camera's depth in metres (LeRobot depth video observation.depth.<camera>)")
     g.add_argument("--randomize", choices=("none", "light", "full"), default=None,
                    help="randomization preset (six axes + paraphrases; default: the workflow's `randomize:`, else legacy jitter)")
     r = sub.add_parser("robots", help="robot profiles a workflow can name (`robot:`): arms, DoF, gripper, licence")

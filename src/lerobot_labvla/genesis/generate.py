@@ -87,7 +87,8 @@ def _read_attempts(staging: Path) -> dict[int, dict]:
 
 def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1, seed: int = 0, image_size: int = 224,
              backend: str = "local", repo_id: str | None = None, max_attempts: int | None = None,
-             flush_every: int = 25, progress: bool = True, randomize: str | None = None) -> dict:
+             flush_every: int = 25, progress: bool = True, randomize: str | None = None,
+             depth: bool = False) -> dict:
     """Roll out until `episodes` are kept (or `max_attempts` tried); returns the generation report."""
     from tqdm import tqdm
 
@@ -107,10 +108,12 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
 
     report = export.load_report(out) or {
         "workflow": wf.name, "workflow_file": str(loaded.file), "repo_id": repo_id, "seed": seed,
-        "image_size": image_size, "attempts": [], "timings_s": {}}
-    if report["seed"] != seed or report["image_size"] != image_size or report["workflow"] != wf.name:
+        "image_size": image_size, "depth": depth, "attempts": [], "timings_s": {}}
+    if report["seed"] != seed or report["image_size"] != image_size or report["workflow"] != wf.name \
+            or report.get("depth", False) != depth:
         raise LabVLAError(f"{out} was generated from workflow {report['workflow']!r} with --seed {report['seed']} "
-                          f"--image-size {report['image_size']}; fix: resume with the same values or pick a new --out")
+                          f"--image-size {report['image_size']}{' --depth' if report.get('depth') else ''}; "
+                          "fix: resume with the same values or pick a new --out")
     published = {a["attempt"]: a for a in report["attempts"]}
     staged = {k: v for k, v in _read_attempts(staging).items() if k not in published}
     for k, row in list(staged.items()):  # kept but its .npz is gone or half-written: retry that attempt
@@ -169,7 +172,7 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
                 while kept + in_flight < episodes + workers - 1 and in_flight < 2 * workers \
                         and next_attempt < max_attempts and kept < episodes:
                     pool.submit(EpisodeJob(text, str(loaded.file), next_attempt, episode_seed(seed, next_attempt),
-                                           image_size, str(staging), randomize=randomize))
+                                           image_size, str(staging), randomize=randomize, depth=depth))
                     next_attempt += 1
                     in_flight += 1
                 if in_flight == 0:

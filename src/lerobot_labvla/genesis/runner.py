@@ -30,6 +30,7 @@ class EpisodeJob:
     image_size: int
     staging: str
     record: bool = True  # False: roll out and judge only (no cameras, nothing written)
+    depth: bool = False  # also a full-size depth image per fixed camera (float32 metres)
     randomize: str | None = None  # a preset (none|light|full) replacing the workflow's `randomize:`
 
 
@@ -55,6 +56,13 @@ def _cameras():
     from lerobot_labvla.envs.labutopia.tasks import CAMERA_NAMES
 
     return tuple(CAMERAS), CAMERA_NAMES
+
+
+def depth_cameras() -> tuple[str, ...]:
+    """The fixed (not robot-mounted) cameras, in CAMERAS order: the ones `--depth` records."""
+    from lerobot_labvla.envs.labutopia.tasks import FIXED_CAMERAS
+
+    return tuple(c for c in _cameras()[0] if c in FIXED_CAMERAS)
 
 
 def run_episode(job: EpisodeJob) -> EpisodeSummary:
@@ -97,12 +105,15 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
         monitor = SafetyMonitor(sim, ctx["liquids"])
         t_phys += time.perf_counter() - t0
         t0 = time.perf_counter()
+        camera_names = env.camera_names  # the wrist camera is the robot profile's
         cams = Cameras(sim.model, camera_names, job.image_size, job.image_size) if job.record else None
         t_render += time.perf_counter() - t0
         objects = annotate.tracked_objects(sim)
         d = annotate.depth_size(job.image_size)
         stride = max(1, job.image_size // d)
+        depth_cams = depth_cameras() if job.depth else ()
         rec: dict[str, list] = {k: [] for k in ["state", "action", *[f"pixels.{c}" for c in cameras],
+                                                *[f"depth.{c}" for c in depth_cams],
                                                 *[f"annotation.{s}" for s in annotate.FRAME_STREAMS]]}
         tcp_path, fps = [], round(1.0 / sim.control_dt)
         step_start: dict[int, int] = {}
@@ -122,8 +133,8 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
             step = wf.steps[i]
             if job.record:
                 t0 = time.perf_counter()
-                _record(rec, sim, cams, cameras, obs, action, t, fps, i, step_start[i], step, target, objects,
-                        ctx["liquids"], stride, d, _clipped(env, target))
+                _record(rec, sim, cams, cameras, depth_cams, obs, action, t, fps, i, step_start[i], step, target,
+                        objects, ctx["liquids"], stride, d, _clipped(env, target))
                 t_render += time.perf_counter() - t0
             tcp_path.append(sim.tcp_pos)
             t0 = time.perf_counter()
@@ -162,7 +173,8 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
             "quality_scores": annotate.quality_scores(np.asarray(tcp_path), fps, monitor.max_force, ctx["results"]),
             "episode_metadata": {"seed": job.seed, "attempt": job.attempt, "workflow": wf.name, "robot": wf.robot,
                                  "split": "id", "labutopia_task": wf.scene.labutopia, "image_size": job.image_size,
-                                 "fps": fps, "cameras": list(cameras), "task": env.task_description},
+                                 "fps": fps, "cameras": list(cameras), "depth_cameras": list(depth_cams),
+                                 "task": env.task_description},
         }
         path = Path(job.staging) / f"attempt_{job.attempt:06d}.npz"
         arrays = {k: np.stack(v) if not isinstance(v[0], str) else np.array(v) for k, v in rec.items()}
@@ -182,8 +194,8 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
             cams.close()
 
 
-def _record(rec, sim, cams, cameras, obs, action, t, fps, i, start, step, target, objects, liquids, stride, d,
-            clipped) -> None:
+def _record(rec, sim, cams, cameras, depth_cams, obs, action, t, fps, i, start, step, target, objects, liquids,
+            stride, d, clipped) -> None:
     """Append frame `t`: images, state, action and the per-frame annotation streams (before the action runs)."""
     for c in cameras:
         rec[f"pixels.{c}"].append(cams.rgb(sim.data, c))
@@ -199,9 +211,18 @@ def _record(rec, sim, cams, cameras, obs, action, t, fps, i, start, step, target
     rec["annotation.subgoals"].append(np.concatenate([target.pos, target.quat, [target.gripper]]).astype(np.float32)
                                       if target is not None else np.zeros(8, np.float32))
     rec["annotation.intervention_flags"].append(np.array([int(clipped)], np.int64))
-    depth = cams.depth(sim.data, cameras[0])[::stride, ::stride][:d, :d].astype(np.float32)
-    depth[depth > MAX_DEPTH_M] = 0.0  # nothing within range (the renderer reports its far plane): 0, as depth cameras do
-    rec["annotation.depth"].append(depth.ravel())
+    full = {c: _depth(cams, sim, c) for c in dict.fromkeys([cameras[0], *depth_cams])}
+    rec["annotation.depth"].append(full[cameras[0]][::stride, ::stride][:d, :d].ravel())
+    for c in depth_cams:
+        rec[f"depth.{c}"].append(full[c])
+
+
+def _depth(cams, sim, camera: str) -> np.ndarray:
+    """(H, W) float32 metres; 0 where nothing is within MAX_DEPTH_M (the renderer reports its far plane), as depth
+    cameras do."""
+    depth = cams.depth(sim.data, camera).astype(np.float32)
+    depth[depth > MAX_DEPTH_M] = 0.0
+    return depth
 
 
 def _describe(step) -> str:
