@@ -112,10 +112,23 @@ def test_kv_cached_sampling_equals_rerunning_the_joint_pass_every_step(finetune_
     torch.testing.assert_close(cached, uncached[..., : policy.config.action_dim], atol=1e-4, rtol=1e-4)
 
 
-def test_ki_keeps_the_fm_loss_out_of_the_backbone_and_finetune_lets_it_in(ds7):
-    policy, pre, _ = build(ds7, mode="ki")
+@pytest.fixture(scope="module")
+def ki_policy(ds7):
+    return build(ds7, mode="ki")
+
+
+def test_ki_keeps_the_fm_loss_out_of_the_backbone_and_finetune_lets_it_in(ki_policy, ds7):
+    policy, pre, _ = ki_policy
+    cfg = copy.deepcopy(policy.config)
+    try:
+        _check_insulation(policy, pre(raw_batch(ds7, size=4)))
+    finally:
+        policy.config = cfg
+        policy.zero_grad(set_to_none=True)
+
+
+def _check_insulation(policy, batch):
     policy.train()
-    batch = pre(raw_batch(ds7, size=4))
     policy.config.fm_loss_weight, policy.config.fast_loss_weight = 1.0, 0.0
     loss, metrics = policy.forward(batch)
     loss.backward()
@@ -133,8 +146,8 @@ def test_ki_keeps_the_fm_loss_out_of_the_backbone_and_finetune_lets_it_in(ds7):
     assert torch.count_nonzero(lm.layers[0].self_attn.k_proj.weight.grad) > 0
 
 
-def test_save_load_round_trip_gives_identical_actions(ds7, tmp_path):
-    policy, pre, post = build(ds7, mode="ki")
+def test_save_load_round_trip_gives_identical_actions(ki_policy, ds7, tmp_path):
+    policy, pre, post = ki_policy
     policy.eval()
     raw = raw_batch(ds7)
 
