@@ -1,0 +1,200 @@
+"""LingBot-VLA options vs the default labvla, on the same data and the same steps (tiny, CPU).
+
+Rows: `default` (the official DiT cross-attention expert), `mot` (`--policy.expert_attention=mot`),
+`depth` (default expert + `--policy.depth_distill=true`), `mot+depth`. Each row builds the tiny
+policy with LeRobot's `make_policy` from the same seed, trains `--steps` AdamW steps in `ki` mode on
+the same batches of one synthetic dataset with a depth stream (memorizable sine trajectories per
+episode, a depth plane whose tilt follows the frame), then reports:
+
+* params: the policy's parameters (backbone + expert + heads), and the expert's alone;
+* train samples/s (median step; forward + backward + AdamW), chunk latency (batch 1, 10 Euler steps);
+* the FM loss (mean of the last 5 steps) and the action error of sampled chunks after training
+  (MSE in normalized action space on 32 training frames, fixed noise), plus the depth loss first/last.
+
+A baseline row that never trains (`untrained`) shows what the action error is worth. Tiny models and a
+few dozen steps: the numbers say whether an option runs and what it costs, not how it learns at scale.
+The machine load (os.getloadavg) is recorded: on a shared box the timings are upper bounds.
+
+    python benchmarks/lingbot_options.py              # ~3 min on 2 busy cores
+    python benchmarks/lingbot_options.py --steps 10   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+DEPTH_KEY = "observation.depth.front"
+ROWS = {
+    "untrained": dict(),
+    "default": dict(),
+    "mot": dict(expert_attention="mot"),
+    "depth": dict(depth_distill=True),
+    "mot+depth": dict(expert_attention="mot", depth_distill=True),
+}
+
+
+def make_dataset(root: Path, episodes: int = 4, frames: int = 20):
+    """Memorizable actions (a sine per episode), one camera and its depth map (float32 (16, 16, 1))."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    features = {
+        "observation.state": {"dtype": "float32", "shape": (8,), "names": [f"s{i}" for i in range(8)]},
+        "action": {"dtype": "float32", "shape": (7,), "names": [f"a{i}" for i in range(7)]},
+        "observation.images.front": {"dtype": "image", "shape": (32, 32, 3), "names": ["height", "width", "channels"]},
+        DEPTH_KEY: {"dtype": "float32", "shape": (16, 16, 1), "names": ["height", "width", "channels"]},
+    }
+    ds = LeRobotDataset.create("local/lingbot_bench", 10, features, root=root, robot_type="franka", use_videos=False, image_writer_threads=0)
+    rng = np.random.default_rng(0)
+    t = np.linspace(0.0, 1.0, frames, dtype=np.float32)
+    ramp = np.linspace(0.0, 1.0, 16, dtype=np.float32)
+    for ep in range(episodes):
+        phase = rng.uniform(0, np.pi)
+        actions = np.sin(2 * np.pi * t[:, None] + phase + np.arange(7)[None, :]).astype(np.float32)
+        color = rng.integers(0, 255, size=3, dtype=np.uint8)
+        for i in range(frames):
+            img = np.zeros((32, 32, 3), dtype=np.uint8)
+            img[...] = color
+            img[:, int(i / (frames - 1) * 31), 0] = 255
+            tilt = i / frames
+            depth = 0.5 + tilt * ramp[None, :] + (1 - tilt) * ramp[:, None]
+            ds.add_frame({
+                "observation.state": np.pad(np.cos(2 * np.pi * t[i] + phase) * np.ones(7, np.float32), (0, 1)).astype(np.float32),
+                "action": actions[i],
+                "observation.images.front": img,
+                DEPTH_KEY: depth[..., None].astype(np.float32),
+                "task": ("pick up the beaker", "press the button")[ep % 2],
+            })
+        ds.save_episode()
+    ds.finalize()
+    return ds
+
+
+def run_row(name: str, ds, batches: list[dict], eval_raw: dict, steps: int) -> dict:
+    from lerobot.policies.factory import make_policy, make_pre_post_processors
+
+    from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
+
+    torch.manual_seed(0)
+    cfg = LabVLAConfig(
+        backbone="tiny", device="cpu", image_size=64, mode="ki", expert_layers=2, expert_width=64, expert_heads=4,
+        fast_vocab_size=512, depth_grid=2, scheduler_warmup_steps=0, **ROWS[name],
+    )
+    policy = make_policy(cfg, ds_meta=ds.meta)
+    pre, _ = make_pre_post_processors(cfg, dataset_stats=ds.meta.stats)
+    optim = torch.optim.AdamW(policy.get_optim_params(), lr=3e-4)
+    row = {
+        "option": name,
+        "params_total": sum(p.numel() for p in policy.parameters()),
+        "params_expert": sum(p.numel() for p in policy.expert.parameters()),
+        "params_depth": 0 if policy.depth is None else sum(p.numel() for p in policy.depth.parameters()),
+    }
+    step_s, fm, depth = [], [], []
+    policy.train()
+    for i in range(steps if name != "untrained" else 0):
+        batch = pre(dict(batches[i % len(batches)]))
+        torch.manual_seed(1000 + i)  # the same flow times and noise for every row
+        start = time.perf_counter()
+        loss, metrics = policy.forward(batch)
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        optim.step()
+        step_s.append(time.perf_counter() - start)
+        fm.append(metrics["fm_loss"])
+        if "depth_loss" in metrics:
+            depth.append(metrics["depth_loss"])
+    policy.eval()
+    batch = pre(dict(eval_raw))
+    noise = torch.randn(batch["action"].shape[0], cfg.chunk_size, cfg.max_action_dim, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        chunk = policy.predict_action_chunk(batch, noise=noise)
+        one = {k: (v[:1] if isinstance(v, torch.Tensor) else v[:1] if isinstance(v, list) else v) for k, v in batch.items()}
+        latencies = []
+        for _ in range(5):
+            start = time.perf_counter()
+            policy.predict_action_chunk(one, noise=noise[:1])
+            latencies.append(time.perf_counter() - start)
+    row["action_mse"] = float(((chunk - batch["action"]) ** 2).mean())
+    row["chunk_latency_ms"] = 1000 * statistics.median(latencies)
+    row["chunk_latency_ms_min"] = 1000 * min(latencies)
+    if step_s:
+        row["train_samples_per_s"] = batches[0]["action"].shape[0] / statistics.median(step_s)
+        # The best step: on a shared machine the least disturbed one, closest to the quiet-box rate.
+        row["train_samples_per_s_best"] = batches[0]["action"].shape[0] / min(step_s)
+        row["fm_loss_last5"] = float(np.mean(fm[-5:]))
+        row["fm_loss_first"] = fm[0]
+    if depth:
+        row["depth_loss_first"], row["depth_loss_last5"] = depth[0], float(np.mean(depth[-5:]))
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=RESULTS / "lingbot_options.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    load_before = os.getloadavg()
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = make_dataset(Path(tmp) / "ds")
+        data = LeRobotDataset(ds.repo_id, root=ds.root, delta_timestamps={"action": [i / ds.fps for i in range(10)]})
+        loader = torch.utils.data.DataLoader(data, batch_size=args.batch, shuffle=True, generator=torch.Generator().manual_seed(0))
+        batches = [b for _, b in zip(range(args.steps), loader)]
+        while len(batches) < min(args.steps, 16):
+            batches += [b for _, b in zip(range(args.steps - len(batches)), loader)]
+        eval_raw = next(iter(torch.utils.data.DataLoader(data, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(5))))
+        rows = []
+        for name in ROWS:
+            rows.append(run_row(name, ds, batches, eval_raw, args.steps))
+            print(f"  done {name}", file=sys.stderr)
+
+    cols = ["option", "params_total", "params_expert", "train_samples_per_s", "train_samples_per_s_best", "chunk_latency_ms_min", "fm_loss_last5", "action_mse", "depth_loss_first", "depth_loss_last5"]
+    print(" | ".join(cols))
+    for row in rows:
+        print(" | ".join(f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, "-")) for c in cols))
+    result = {
+        "benchmark": "lingbot_options",
+        "commit": commit,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "steps": args.steps,
+        "batch": args.batch,
+        "mode": "ki",
+        "setup": "tiny Qwen3-VL (2 layers, 64 wide), expert width 64 (DiT: 2 layers; MoT: one per backbone layer), "
+        "64x64 images, chunk 10, 10 Euler steps, float32, 1 torch thread, AdamW lr 3e-4, same batches/seeds per row",
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = args.out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(result, indent=2))
+    tmp_out.replace(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
