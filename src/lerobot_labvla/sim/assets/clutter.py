@@ -47,15 +47,22 @@ def notebook(parent, name: str, pos, size=(0.105, 0.074), thickness: float = 0.0
     return Asset(name, "notebook", name, material, params={"radius": math.hypot(*size), "height": thickness})
 
 
-def wash_bottle(parent, name: str, pos, radius: float = 0.03, height: float = 0.14, rgba=(0.95, 0.95, 0.9, 0.8),
-                cap_rgba=(0.9, 0.2, 0.2, 1.0), material: str = "polyethylene") -> Asset:
-    """A squeeze bottle with a coloured cap and a bent nozzle."""
+def _capped(parent, name: str, pos, radius: float, height: float, rgba, cap_radius: float, cap_half: float, cap_rgba,
+            mass: float):
+    """A free cylinder body (80 % of `height`) with a cap cylinder of half height `cap_half` on top."""
     body = parent.add_body(name=name, pos=list(pos))
     body.add_freejoint(name=f"{name}_free")
     body.add_geom(type=G.mjGEOM_CYLINDER, size=[radius, height * 0.4, 0], pos=[0, 0, height * 0.4], rgba=list(rgba),
-                  mass=0.12, friction=FRICTION)
-    body.add_geom(type=G.mjGEOM_CYLINDER, size=[radius * 0.5, height * 0.05, 0], pos=[0, 0, height * 0.85],
-                  rgba=list(cap_rgba), mass=0.01)
+                  mass=mass, friction=FRICTION)
+    body.add_geom(type=G.mjGEOM_CYLINDER, size=[cap_radius, cap_half, 0], pos=[0, 0, height * 0.8 + cap_half],
+                  rgba=list(cap_rgba), mass=mass * 0.1)
+    return body
+
+
+def wash_bottle(parent, name: str, pos, radius: float = 0.03, height: float = 0.14, rgba=(0.95, 0.95, 0.9, 0.8),
+                cap_rgba=(0.9, 0.2, 0.2, 1.0), material: str = "polyethylene") -> Asset:
+    """A squeeze bottle with a coloured cap and a bent nozzle."""
+    body = _capped(parent, name, pos, radius, height, rgba, radius * 0.5, height * 0.05, cap_rgba, 0.12)
     body.add_geom(type=G.mjGEOM_CAPSULE, fromto=[0, 0, height * 0.9, radius * 0.9, 0, height * 0.97],
                   size=[0.003, 0, 0], rgba=list(rgba), mass=0.002)
     return Asset(name, "wash_bottle", name, material, params={"radius": radius, "height": height})
@@ -64,12 +71,7 @@ def wash_bottle(parent, name: str, pos, radius: float = 0.03, height: float = 0.
 def sample_vial(parent, name: str, pos, radius: float = 0.011, height: float = 0.05, rgba=(0.8, 0.9, 1.0, 0.5),
                 cap_rgba=(0.1, 0.1, 0.1, 1.0), material: str = "glass") -> Asset:
     """A small screw-cap vial."""
-    body = parent.add_body(name=name, pos=list(pos))
-    body.add_freejoint(name=f"{name}_free")
-    body.add_geom(type=G.mjGEOM_CYLINDER, size=[radius, height * 0.4, 0], pos=[0, 0, height * 0.4], rgba=list(rgba),
-                  mass=0.01, friction=FRICTION)
-    body.add_geom(type=G.mjGEOM_CYLINDER, size=[radius * 1.05, height * 0.1, 0], pos=[0, 0, height * 0.9],
-                  rgba=list(cap_rgba), mass=0.003)
+    _capped(parent, name, pos, radius, height, rgba, radius * 1.05, height * 0.1, cap_rgba, 0.01)
     return Asset(name, "sample_vial", name, material, params={"radius": radius, "height": height})
 
 
