@@ -141,11 +141,10 @@ def _preview(args) -> int:
 
     from lerobot_labvla.envs.labutopia.splits import get_split
     from lerobot_labvla.genesis.axes import Randomization, resolve
-    from lerobot_labvla.genesis.randomize import SceneRejected, build_scene
+    from lerobot_labvla.genesis.randomize import SceneRejected, build_scene, home_qpos
     from lerobot_labvla.genesis.runner import _cameras
     from lerobot_labvla.genesis.workflow import load_workflow
     from lerobot_labvla.sim.render import Cameras
-    from lerobot_labvla.sim.robots.fr3 import HOME_QPOS
 
     wf = load_workflow(args.workflow).workflow
     cameras, names = _cameras()
@@ -175,7 +174,7 @@ def _preview(args) -> int:
                 draw.text((x + 4, y + 4), "rejected:\n" + "\n".join(exc.failed), fill=(120, 0, 0))
                 continue
             sim = builder.build()
-            sim.reset(HOME_QPOS)
+            sim.reset(home_qpos(builder))
             cams = Cameras(sim.model, names, s, s)
             try:
                 grid.paste(Image.fromarray(cams.rgb(sim.data, args.camera)), (x, y))
