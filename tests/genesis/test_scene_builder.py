@@ -8,6 +8,7 @@ import json
 import mujoco
 import numpy as np
 import pytest
+from genesis_helpers import EXAMPLES
 
 from lerobot_labvla.envs.labutopia.splits import get_split
 from lerobot_labvla.genesis import assets as L
@@ -177,3 +178,17 @@ def test_scenes_cli_reports_every_check(tmp_path, capsys):
     assert report["first_layout_valid"] <= report["valid_within_tries"]
     for check in SB.CHECKS:
         assert check in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["scenes", "--n", "0"], "--n 0 must be >= 1"),
+    (["preview", "no_such.yaml"], "not found"),
+    (["preview", str(EXAMPLES / "heat_beaker_custom.yaml"), "--camera", "top"], "--camera 'top' unknown"),
+])
+def test_scene_commands_refuse_bad_input_in_one_line(argv, message, capsys):
+    from lerobot_labvla.genesis.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and message in err and len(err.splitlines()) == 1 and "Traceback" not in err
