@@ -1,9 +1,15 @@
 """Fitting the FAST tokenizer on a LeRobot dataset's action chunks, once per training run.
 
-Reads only the `episode_index` and `action` columns with pyarrow (no video decoding, no image
-columns), which is what fitting needs and far cheaper than iterating `LeRobotDataset`. Under
-multi-process training (accelerate/torchrun) rank 0 fits and the other ranks receive its
-tokenizer, so every rank trains on the same token ids.
+Reads only the `episode_index`, `action` (and, for relative actions, `observation.state`) columns
+with pyarrow (no video decoding, no image columns), which is what fitting needs and far cheaper than
+iterating `LeRobotDataset`. The chunks go through the same steps as training batches (LeRobot's
+relative-actions step when `use_relative_actions`, then the normalizer), so FAST is fitted on
+what it encodes. Under multi-process training (accelerate/torchrun) rank 0 fits and the other ranks
+receive its tokenizer, so every rank trains on the same token ids.
+
+Called from the policy constructor: LeRobot 0.6 hands `dataset_meta` (the data root) only to the
+policy (`make_policy`); the processor factory gets the stats alone, and `lerobot-train` has no hook
+between building the policy and training. The tokenizer is saved with the policy's weights.
 """
 
 from __future__ import annotations
@@ -20,25 +26,35 @@ from lerobot_labvla.policy.fast_tokenizer import FastTokenizer
 logger = logging.getLogger(__name__)
 
 
-def load_action_chunks(root: str | Path, chunk_size: int, *, max_chunks: int = 20_000, seed: int = 0) -> np.ndarray:
-    """`(N, chunk_size, A)` chunks starting at every frame; past an episode's end the last action repeats
-    (as LeRobot's delta-timestamp loader pads). At most `max_chunks`, sampled evenly at random."""
+def load_action_chunks(
+    root: str | Path, chunk_size: int, *, max_chunks: int = 20_000, seed: int = 0, with_state: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`(N, chunk_size, A)` chunks starting at every frame (past an episode's end the last action
+    repeats, as LeRobot's delta-timestamp loader pads) and, with `with_state`, the `(N, S)` state at
+    each chunk's first frame. At most `max_chunks`, sampled evenly at random."""
     files = sorted(Path(root).glob("data/**/*.parquet"))
     if not files:
         raise LabVLAError(f"no parquet files under {Path(root) / 'data'}; is {root} a LeRobot dataset?")
-    chunks = []
+    columns = ["episode_index", "action"] + (["observation.state"] if with_state else [])
+    chunks, states = [], []
     for f in files:
-        table = pq.read_table(f, columns=["episode_index", "action"])
+        table = pq.read_table(f, columns=columns)
         episodes = table.column("episode_index").to_numpy()
         actions = np.stack(table.column("action").to_numpy(zero_copy_only=False)).astype(np.float32)
+        state = np.stack(table.column("observation.state").to_numpy(zero_copy_only=False)).astype(np.float32) if with_state else None
         for ep in np.unique(episodes):
             a = actions[episodes == ep]
             idx = np.minimum(np.arange(len(a))[:, None] + np.arange(chunk_size)[None, :], len(a) - 1)
             chunks.append(a[idx])
+            if with_state:
+                states.append(state[episodes == ep])
     out = np.concatenate(chunks)
+    out_states = np.concatenate(states) if with_state else None
     if len(out) > max_chunks:
-        out = out[np.random.default_rng(seed).choice(len(out), max_chunks, replace=False)]
-    return out
+        keep = np.random.default_rng(seed).choice(len(out), max_chunks, replace=False)
+        out = out[keep]
+        out_states = None if out_states is None else out_states[keep]
+    return out, out_states
 
 
 def fit_fast_tokenizer(config, dataset_meta, dataset_stats: dict | None) -> tuple[FastTokenizer | None, dict | None]:
@@ -64,7 +80,12 @@ def fit_fast_tokenizer(config, dataset_meta, dataset_stats: dict | None) -> tupl
 def _fit(config, dataset_meta, dataset_stats: dict | None) -> tuple[FastTokenizer, dict]:
     from lerobot.utils.constants import ACTION
 
-    chunks = load_action_chunks(dataset_meta.root, config.chunk_size, max_chunks=config.fast_fit_max_chunks)
+    relative = bool(getattr(config, "use_relative_actions", False))
+    chunks, states = load_action_chunks(
+        dataset_meta.root, config.chunk_size, max_chunks=config.fast_fit_max_chunks, with_state=relative
+    )
+    if relative:
+        chunks = relative_actions(config, chunks, states)
     if dataset_stats is not None and ACTION in dataset_stats:
         chunks = normalize_actions(config, dataset_stats, chunks)
     chunks = np.pad(chunks, ((0, 0), (0, 0), (0, config.max_action_dim - chunks.shape[-1])))
@@ -85,6 +106,22 @@ def _fit(config, dataset_meta, dataset_stats: dict | None) -> tuple[FastTokenize
         )
     logger.info("FAST tokenizer fitted: %s", report)
     return fast, report
+
+
+def relative_actions(config, chunks: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """`(N, T, A)` chunks minus their first frame's state, with LeRobot's own step configured as the
+    preprocessor's (`--policy.use_relative_actions`, `relative_exclude_joints`, the action names)."""
+    import torch
+    from lerobot.lerobot_types import TransitionKey
+    from lerobot.processor import RelativeActionsProcessorStep
+    from lerobot.processor.converters import create_transition
+    from lerobot.utils.constants import OBS_STATE
+
+    step = RelativeActionsProcessorStep(
+        enabled=True, exclude_joints=list(config.relative_exclude_joints), action_names=config.action_feature_names
+    )
+    transition = create_transition(observation={OBS_STATE: torch.from_numpy(states)}, action=torch.from_numpy(chunks))
+    return step(transition)[TransitionKey.ACTION].numpy()
 
 
 def normalize_actions(config, stats: dict, chunks: np.ndarray) -> np.ndarray:
