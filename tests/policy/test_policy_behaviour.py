@@ -80,9 +80,14 @@ def test_fm_loss_ignores_padded_action_dims_and_padded_chunk_steps(ds7):
     action_dim = batch[ACTION].shape[-1]
     base, _ = seeded_forward(policy, batch, reduction="none")
 
-    # Not asserted: changing the *input* actions at padded steps does move the loss (by ~1% for a
-    # value of 123), because the noised padded steps are expert inputs that the real steps attend
-    # to, as in the official code; only the loss itself is masked, which the hooks below check.
+    # What the dataset put at padded steps (LeRobot repeats the episode's last action) never reaches
+    # the real steps: the noised padded steps are expert inputs, but out of its self-attention keys.
+    # (The official code lets real steps attend to them: that moved this loss by ~1% for a value of 123.)
+    junk = dict(batch)
+    junk[ACTION] = torch.where(is_pad[..., None], torch.full_like(batch[ACTION], 123.0), batch[ACTION])
+    torch.testing.assert_close(seeded_forward(policy, junk, reduction="none")[0], base, msg="padded-step actions leaked")
+
+    # The loss itself is masked: hooks move the expert's output at padded dims / padded steps.
 
     def add_to_output(where):
         def hook(module, args, out):
@@ -179,3 +184,14 @@ def test_a_sample_gets_the_same_chunk_alone_or_in_a_batch_and_its_chunk_reads_it
         swapped[key] = batch[key].flip(0)  # sample 0 now sees sample 1's images
     moved = policy.predict_action_chunk(swapped, noise=noise)
     assert (moved - together).abs().max() > 1e-3
+
+
+def test_fast_is_fitted_on_the_relative_actions_that_training_encodes(ds7):
+    """With `use_relative_actions` the model's targets are `action - state`: FAST must be fitted on
+    those (fitted on the absolute actions, its range clips them and the round trip is off by ~0.3)."""
+    policy, pre = build(ds7, mode="fast_pretrain", use_relative_actions=True)
+    batch = batch_of(ds7, pre, [0, 6, 12, 21, 27, 35])  # relative and normalized, as forward sees them
+    chunks = torch.nn.functional.pad(batch[ACTION], (0, policy.config.max_action_dim - batch[ACTION].shape[-1])).numpy()
+    result = policy.fast.decode(policy.fast.encode(chunks))
+    assert not result.errors
+    assert abs(result.actions - chunks).mean() < 0.05

@@ -10,6 +10,15 @@ expert predicts the velocity `a - eps`. Each block:
     -> LayerNorm -> GELU-tanh MLP -> + residual
 and the output is `LayerNorm(x)*(1+scale)+shift` from `proj_out_1` (shift first, as the official
 checkpoints were trained).
+
+Two things the official head does not have, both inert when unused (no padding, one context):
+- `action_mask`: padded chunk steps (LeRobot's `action_is_pad`) are removed from the self-attention
+  keys, so the real steps never read them. In the official code the noised padded steps are
+  self-attention inputs, so the FM loss of the real steps depends on the (arbitrary) action values
+  at padded steps; with the mask it does not, and a chunk without padding is computed exactly as
+  the official one.
+- a list of contexts (official `dit_layerwise_vlm_features`): cross-attention block i reads the
+  i-th of the VLM's deepest hidden states instead of all reading the last one.
 """
 
 from __future__ import annotations
@@ -140,17 +149,20 @@ class DiTBlock(nn.Module):
         self.norm3 = nn.LayerNorm(width, eps=norm_eps, elementwise_affine=False)
         self.ff = FeedForward(width)
 
-    def forward(self, x: Tensor, temb: Tensor, context: Tensor, context_mask: Tensor | None) -> Tensor:
+    def forward(
+        self, x: Tensor, temb: Tensor, context: Tensor | None, context_mask: Tensor | None, self_mask: Tensor | None = None
+    ) -> Tensor:
         h = self.pos_embed(self.norm1(x, temb))
         if self.is_self_attention:
-            x = x + self.attn1(h)
+            x = x + self.attn1(h, mask=self_mask)
         else:
             x = x + self.attn1(h, context=context, mask=context_mask)
         return x + self.ff(self.norm3(x))
 
 
 class DiTActionHead(nn.Module):
-    """`(tokens (B, N, W), context (B, L, W), t (B,), context_mask (B, L) bool)` -> `(B, N, W)`."""
+    """`(tokens (B, N, W), context (B, L, W) or one per cross block, t (B,), context_mask (B, L) bool,
+    token_mask (B, N) bool)` -> `(B, N, W)`."""
 
     def __init__(self, *, layers: int, heads: int, head_dim: int, interleave_self_attention: bool):
         super().__init__()
@@ -163,11 +175,31 @@ class DiTActionHead(nn.Module):
         self.norm_out = nn.LayerNorm(width, eps=1e-6, elementwise_affine=False)
         self.proj_out_1 = nn.Linear(width, 2 * width)
 
-    def forward(self, tokens: Tensor, context: Tensor, t: Tensor, context_mask: Tensor | None = None) -> Tensor:
+    @property
+    def num_cross_attention_blocks(self) -> int:
+        return sum(not block.is_self_attention for block in self.transformer_blocks)
+
+    def forward(
+        self,
+        tokens: Tensor,
+        context: Tensor | list[Tensor],
+        t: Tensor,
+        context_mask: Tensor | None = None,
+        token_mask: Tensor | None = None,
+    ) -> Tensor:
         temb = self.timestep_encoder(t)
         mask = None if context_mask is None else context_mask.bool()[:, None, None, :]
+        self_mask = None if token_mask is None else token_mask.bool()[:, None, None, :]
+        if isinstance(context, (list, tuple)) and len(context) != self.num_cross_attention_blocks:
+            raise ValueError(f"{len(context)} layerwise contexts for {self.num_cross_attention_blocks} cross-attention blocks")
+        cross = 0
         for block in self.transformer_blocks:
-            tokens = block(tokens, temb, context, mask)
+            if block.is_self_attention:
+                tokens = block(tokens, temb, None, None, self_mask)
+                continue
+            block_context = context[cross] if isinstance(context, (list, tuple)) else context
+            cross += 1
+            tokens = block(tokens, temb, block_context, mask)
         shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=-1)
         return self.norm_out(tokens) * (1 + scale[:, None]) + shift[:, None]
 
@@ -200,12 +232,27 @@ class ActionExpert(nn.Module):
     def blocks(self) -> nn.ModuleList:
         return self.dit_action_head.transformer_blocks
 
-    def project_context(self, vlm_hidden: Tensor) -> Tensor:
-        """VLM last hidden state `(B, L, H)` -> DiT width; computed once per chunk."""
+    def project_context(self, vlm_hidden: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
+        """VLM hidden state `(B, L, H)` (or one per cross-attention block, layerwise) -> DiT width, with
+        the one shared `proj_vlm_to_dit` (official); computed once per chunk."""
+        if isinstance(vlm_hidden, (list, tuple)):
+            return [self.project_context(h) for h in vlm_hidden]
         return self.proj_vlm_to_dit(vlm_hidden.to(self.state_proj.weight.dtype))
 
-    def forward(self, x_t: Tensor, t: Tensor, state: Tensor, context: Tensor, context_mask: Tensor | None) -> Tensor:
+    def forward(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        state: Tensor,
+        context: Tensor | list[Tensor],
+        context_mask: Tensor | None,
+        action_mask: Tensor | None = None,
+    ) -> Tensor:
+        """`action_mask` `(B, T)` bool, True on real chunk steps: padded steps leave the self-attention keys."""
         dtype = self.state_proj.weight.dtype
         tokens = torch.cat([self.state_proj(state.to(dtype))[:, None], self.action_in_proj(x_t.to(dtype))], dim=1)
-        out = self.dit_action_head(tokens, context, t, context_mask)
+        token_mask = None
+        if action_mask is not None:
+            token_mask = torch.cat([action_mask.new_ones(action_mask.shape[0], 1), action_mask.bool()], dim=1)
+        out = self.dit_action_head(tokens, context, t, context_mask, token_mask)
         return self.action_out_proj(out[:, -x_t.shape[1] :]).float()

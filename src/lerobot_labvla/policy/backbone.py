@@ -242,6 +242,8 @@ class Prefix:
     hidden: Tensor  # (B, L, H) last hidden states of the camera slots + prompt
     mask: Tensor  # (B, L) True on real tokens (masked camera slots and prompt padding are False)
     fast_hidden: Tensor | None = None  # (B, L_fast, H) hidden states that predict the FAST tokens
+    # The prefix slice of the deepest `hidden_layers` LM hidden states, shallow -> deep (layerwise expert).
+    layers: list[Tensor] | None = None
 
 
 class QwenBackbone(nn.Module):
@@ -349,8 +351,19 @@ class QwenBackbone(nn.Module):
         state: Tensor | None = None,
         fast_embeds: Tensor | None = None,
         fast_mask: Tensor | None = None,
+        hidden_layers: int = 0,
     ) -> Prefix:
-        """One causal LM pass over `[state token?] prefix [FAST?]`; the expert reads the prefix slice."""
+        """One causal LM pass over `[state token?] prefix [FAST?]`; the expert reads the prefix slice.
+
+        `hidden_layers=n` also returns the prefix slice of the last n of the LM's hidden states
+        (`output_hidden_states`: the embeddings, each layer's output, the last one normed), as the
+        official `dit_layerwise_vlm_features` takes them.
+        """
+        if hidden_layers > self.vlm.config.text_config.num_hidden_layers + 1:
+            raise LabVLAError(
+                f"{hidden_layers} layerwise VLM features requested but the LM has only "
+                f"{self.vlm.config.text_config.num_hidden_layers + 1} hidden states"
+            )
         embeds, positions, attention = self.embed_prefix(inputs)
         bsz, length = attention.shape
         parts, masks, n_pre = [embeds], [attention], 0
@@ -372,9 +385,12 @@ class QwenBackbone(nn.Module):
             attention_mask=torch.cat(masks, dim=1),
             position_ids=positions,
             use_cache=False,
+            output_hidden_states=hidden_layers > 0,
         )
         hidden = out.last_hidden_state
         prefix = Prefix(hidden=hidden[:, n_pre : n_pre + length], mask=attention.bool())
+        if hidden_layers > 0:
+            prefix.layers = [h[:, n_pre : n_pre + length] for h in out.hidden_states[-hidden_layers:]]
         if fast_embeds is not None:
             start = n_pre + length - 1  # position p predicts token p + 1
             prefix.fast_hidden = hidden[:, start : start + fast_embeds.shape[1]]

@@ -70,6 +70,10 @@ class LabVLAConfig(PreTrainedConfig):
     # Official (2026-05-13+) layout: even blocks cross-attend to the VLM, odd blocks self-attend over
     # [state, actions]. False = every block cross-attends (the official pre-2026-05-13 layout).
     expert_interleave_self_attention: bool = True
+    # Official `dit_layerwise_vlm_features` (starVLA-style, off by default): with n cross-attention
+    # blocks, block i reads the i-th of the VLM's n deepest hidden states (shallow -> deep, the last
+    # being the final normed one) through the one shared projection, instead of all reading the last.
+    expert_layerwise_vlm_features: bool = False
 
     # Chunking and sampling.
     n_obs_steps: int = 1
@@ -101,12 +105,18 @@ class LabVLAConfig(PreTrainedConfig):
     action_feature_names: list[str] | None = None
     # Per-dim normalization (official posttrain): STATE/ACTION use MEAN_STD, except these dims of
     # both, which are scaled by their q01/q99 to [-1, 1]. None = the dims whose action name contains
-    # "gripper".
+    # "gripper", and every dim in fast_pretrain (official pretrain: q01/q99 everywhere, so the
+    # `<state>` bins, uniform over [-1, 1], cover the state range).
     quantile_dims: list[int] | None = None
 
     # Losses.
     fm_loss_weight: float = 10.0
     fast_loss_weight: float = 1.0
+    # Official `gripper_loss_weight`: the squared FM error on `gripper_action_dims` is multiplied by it
+    # before the mean over valid elements (the count is not reweighted); 1.0 = off (official default).
+    # None = the dims whose action name contains "gripper" (the official fills them from the schema).
+    gripper_loss_weight: float = 1.0
+    gripper_action_dims: list[int] | None = None
 
     # FAST action tokenizer (DCT + BPE), fitted on the training set's action chunks.
     fast_vocab_size: int = 1024
@@ -166,6 +176,11 @@ class LabVLAConfig(PreTrainedConfig):
         _choice("mode", self.mode, MODES)
         _choice("expert_attention", self.expert_attention, EXPERT_ATTENTION)
         _choice("dtype", self.dtype, DTYPES)
+        if self.expert_attention == "mot" and self.expert_layerwise_vlm_features:
+            raise LabVLAError(
+                "--policy.expert_layerwise_vlm_features=true is for the cross-attention expert; with "
+                "--policy.expert_attention=mot the expert already reads every backbone layer"
+            )
         if self.expert_width % self.expert_heads:
             raise LabVLAError(
                 f"--policy.expert_width={self.expert_width} must be divisible by --policy.expert_heads={self.expert_heads}"
@@ -173,6 +188,11 @@ class LabVLAConfig(PreTrainedConfig):
         if self.n_action_steps > self.chunk_size:
             raise LabVLAError(
                 f"--policy.n_action_steps={self.n_action_steps} must be <= --policy.chunk_size={self.chunk_size}"
+            )
+        if not self.gripper_loss_weight > 0:
+            raise LabVLAError(
+                f"--policy.gripper_loss_weight={self.gripper_loss_weight} must be > 0 (1.0 = no weighting; 0 would "
+                "drop the gripper's supervision, a negative value flip its gradient)"
             )
         for name in ("chunk_size", "num_inference_steps", "max_state_dim", "max_action_dim", "image_size", "max_prompt_tokens"):
             if getattr(self, name) <= 0:
@@ -238,6 +258,15 @@ class LabVLAConfig(PreTrainedConfig):
     def resolved_quantile_dims(self) -> list[int]:
         if self.quantile_dims is not None:
             return list(self.quantile_dims)
+        if self.mode == "fast_pretrain":
+            return list(range(max(self.max_state_dim, self.max_action_dim)))
+        names = self.action_feature_names or []
+        return [i for i, name in enumerate(names) if "gripper" in str(name).lower()]
+
+    @property
+    def resolved_gripper_action_dims(self) -> list[int]:
+        if self.gripper_action_dims is not None:
+            return list(self.gripper_action_dims)
         names = self.action_feature_names or []
         return [i for i, name in enumerate(names) if "gripper" in str(name).lower()]
 

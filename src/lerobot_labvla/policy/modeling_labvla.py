@@ -27,7 +27,11 @@ from lerobot_labvla.policy.action_expert import ActionExpert
 from lerobot_labvla.policy.backbone import QwenBackbone, build_vlm, load_tokenizer
 from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
 from lerobot_labvla.policy.depth_distill import build_depth_distill
-from lerobot_labvla.policy.processor_labvla import PROMPT_KEY, PROMPT_WITH_STATE_KEY  # importing it registers the steps checkpoints name
+from lerobot_labvla.policy.processor_labvla import (  # importing it registers the steps checkpoints name
+    PROMPT_KEY,
+    PROMPT_WITH_STATE_KEY,
+    adopt_quantile_dims,
+)
 from lerobot_labvla.policy.fast_data import fit_fast_tokenizer
 from lerobot_labvla.policy.fast_tokenizer import FILE_NAME as FAST_FILE, FastTokenizer
 from lerobot_labvla.policy.normalization_checks import check_stats
@@ -69,6 +73,10 @@ class LabVLAPolicy(PreTrainedPolicy):
         config.validate_features()
         if dataset_stats is not None:
             check_stats(config, dataset_stats)
+            if config.pretrained_path:
+                # lerobot-train --policy.path overrides the saved normalizer with this very dict (raw stats);
+                # fresh processors apply the quantile dims themselves, so only then is it rewritten in place.
+                adopt_quantile_dims(config, dataset_stats)
         self.config = config
         dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
         vlm, config.backbone_config = build_vlm(
@@ -107,6 +115,8 @@ class LabVLAPolicy(PreTrainedPolicy):
                 head_dim=config.expert_width // config.expert_heads,
                 interleave_self_attention=config.expert_interleave_self_attention,
             )
+        # Layerwise VLM features (official, off by default): one LM hidden state per cross-attention block.
+        self._context_layers = self.expert.dit_action_head.num_cross_attention_blocks if config.expert_layerwise_vlm_features else 0
         # FAST tokens live in their own vocabulary (official `ki_head`), not in Qwen's: the last id is <eos>.
         self.ki_head = FastHead(config.fast_vocab_size + 1, self.backbone.hidden_size) if config.uses_fast else None
         self.depth = build_depth_distill(config, self.backbone.hidden_size)
@@ -115,6 +125,8 @@ class LabVLAPolicy(PreTrainedPolicy):
         if checkpoint_dir is not None and (Path(checkpoint_dir) / FAST_FILE).exists():
             self.fast = FastTokenizer.load(Path(checkpoint_dir) / FAST_FILE)
         elif config.uses_fast:
+            # Fitted here because LeRobot 0.6 gives the dataset (`dataset_meta`) to the policy constructor
+            # only: the processor factory gets the stats alone and lerobot-train has no later hook (fast_data.py).
             self.fast, self.fast_fit_report = fit_fast_tokenizer(config, dataset_meta, dataset_stats)
         if self.fast is not None:
             self._check_fast_vocab()
@@ -163,6 +175,7 @@ class LabVLAPolicy(PreTrainedPolicy):
                 state=state_p if self.config.uses_vlm_state_token else None,
                 fast_embeds=tail_embeds,
                 fast_mask=tail_mask,
+                hidden_layers=self._context_layers if self.config.uses_expert else 0,
             )
 
         if depth is not None:
@@ -189,9 +202,11 @@ class LabVLAPolicy(PreTrainedPolicy):
         if self.config.uses_expert:
             # Knowledge insulation: in `ki` the expert reads detached VLM states, so the FM loss
             # trains the expert only and the backbone learns from the FAST loss alone.
-            context = prefix.hidden.detach() if self.config.mode == "ki" or frozen else prefix.hidden
-            err = self._fm_error(actions, state_p, context, prefix.mask, valid)
-            # One mean over every valid element of the batch (official), per sample for reduction="none".
+            context = self._context(prefix, detach=self.config.mode == "ki" or frozen)
+            is_pad = batch.get(f"{ACTION}_is_pad")
+            err = self._fm_error(actions, state_p, context, prefix.mask, valid, None if is_pad is None else ~is_pad)
+            # One mean over every valid element of the batch (official; the gripper weight does not
+            # enter the count), per sample for reduction="none".
             fm = err.sum() / valid.sum().clamp(min=1)
             metrics["fm_loss"] = fm.item()
             weight = self.config.fm_loss_weight if self.config.mode == "ki" else 1.0
@@ -210,9 +225,11 @@ class LabVLAPolicy(PreTrainedPolicy):
         else:
             state_p = self._pad_state(state)
             prefix = self.backbone(  # once per chunk
-                self._build_inputs(images, prompts), state=state_p if self.config.uses_vlm_state_token else None
+                self._build_inputs(images, prompts),
+                state=state_p if self.config.uses_vlm_state_token else None,
+                hidden_layers=self._context_layers,
             )
-            context, ctx_mask = self.expert.project_context(prefix.hidden), prefix.mask
+            context, ctx_mask = self.expert.project_context(self._context(prefix)), prefix.mask
             bsz = state.shape[0]
             if noise is None:
                 noise = sample_noise((bsz, self.config.chunk_size, self.config.max_action_dim), state.device)
@@ -286,10 +303,27 @@ class LabVLAPolicy(PreTrainedPolicy):
             valid &= ~is_pad[..., None]
         return valid
 
-    def _fm_error(self, actions: Tensor, state: Tensor, context: Tensor, context_mask: Tensor, valid: Tensor) -> Tensor:
-        """Masked squared flow-matching error `(B, T, A)` in the official convention.
+    def _context(self, prefix, detach: bool = False) -> Tensor | list[Tensor]:
+        """What the expert cross-attends to: the last hidden state, or one per cross block (layerwise)."""
+        context = prefix.layers if self._context_layers else prefix.hidden
+        if not detach:
+            return context
+        return [h.detach() for h in context] if isinstance(context, list) else context.detach()
 
-        t = 0 is noise: `x_t = t*a + (1-t)*eps`, the expert's target is `a - eps`.
+    def _fm_error(
+        self,
+        actions: Tensor,
+        state: Tensor,
+        context: Tensor | list[Tensor],
+        context_mask: Tensor,
+        valid: Tensor,
+        real_steps: Tensor | None = None,
+    ) -> Tensor:
+        """Masked, gripper-weighted squared flow-matching error `(B, T, A)` in the official convention.
+
+        t = 0 is noise: `x_t = t*a + (1-t)*eps`, the expert's target is `a - eps`. `real_steps`
+        `(B, T)` (not `action_is_pad`) keeps the padded steps out of the expert's self-attention, so
+        what the dataset put at padded steps cannot move the loss of the real ones.
         """
         t = sample_time_beta(
             actions.shape[0], actions.device, alpha=self.config.time_beta_beta, beta=self.config.time_beta_alpha,
@@ -297,8 +331,12 @@ class LabVLAPolicy(PreTrainedPolicy):
         )
         noise = torch.randn_like(actions)
         x_t = t[:, None, None] * actions + (1 - t[:, None, None]) * noise
-        v = self.expert(x_t, t, state, self.expert.project_context(context), context_mask)
-        return (v.float() - (actions - noise).float()) ** 2 * valid
+        v = self.expert(x_t, t, state, self.expert.project_context(context), context_mask, action_mask=real_steps)
+        weight = valid.float()
+        grippers = [d for d in self.config.resolved_gripper_action_dims if d < self.config.action_dim]
+        if grippers and self.config.gripper_loss_weight != 1.0:
+            weight[..., grippers] *= self.config.gripper_loss_weight
+        return (v.float() - (actions - noise).float()) ** 2 * weight
 
     def _denoise_step(self, x_t: Tensor, t: Tensor, state: Tensor, context: Tensor, ctx_mask: Tensor) -> Tensor:
         """Velocity in LeRobot's sampler convention (t = 1 noise, integrated 1 -> 0): the official expert
