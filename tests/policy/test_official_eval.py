@@ -31,6 +31,12 @@ def test_cameras_option_maps_the_slots_to_labutopia(tmp_path):
     assert list(config.image_features) == ["observation.images.front", "observation.images.side", "observation.images.wrist"]
     with pytest.raises(LabVLAError, match="--cameras names 2 camera"):
         labvla_config_from_official(official, schema, stats, cameras=["front", "side"], **kwargs)
+    # the official loss/feature options carry over (defaults: 1.0, off)
+    assert config.gripper_loss_weight == 1.0 and not config.expert_layerwise_vlm_features
+    assert config.resolved_gripper_action_dims == config.resolved_quantile_dims == [7]  # schema gripper dim 7
+    other = {**official, "gripper_loss_weight": 2.5, "dit_layerwise_vlm_features": True}
+    config = labvla_config_from_official(other, schema, stats, **kwargs)
+    assert config.gripper_loss_weight == 2.5 and config.expert_layerwise_vlm_features
 
 
 @pytest.mark.slow

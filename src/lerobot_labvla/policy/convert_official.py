@@ -96,7 +96,6 @@ def labvla_config_from_official(
 
     unsupported = {
         "dit_cross_attention_dim": official.get("dit_cross_attention_dim") is not None,
-        "dit_layerwise_vlm_features": bool(official.get("dit_layerwise_vlm_features")),
         "pi05_block_attention_mask": bool(official.get("pi05_block_attention_mask")),
     }
     bad = [k for k, v in unsupported.items() if v]
@@ -138,6 +137,7 @@ def labvla_config_from_official(
         expert_width=heads * head_dim,
         # Absent in checkpoints older than the flag (2026-05-13), which had no self-attention blocks.
         expert_interleave_self_attention=bool(official.get("dit_interleave_self_attention", False)),
+        expert_layerwise_vlm_features=bool(official.get("dit_layerwise_vlm_features", False)),
         chunk_size=int(official.get("chunk_size", 50)),
         n_action_steps=int(official.get("n_action_steps", official.get("chunk_size", 50))),
         num_inference_steps=int(official.get("num_inference_steps", 10)),
@@ -146,6 +146,8 @@ def labvla_config_from_official(
         max_state_dim=int(official.get("max_state_dim", 32)),
         max_action_dim=int(official.get("max_action_dim", 32)),
         fm_loss_weight=float(official.get("ki_mse_weight", 10.0)),
+        # gripper_action_dims stays None (the dims named "gripper": here the schema's, after fine-tuning the new dataset's)
+        gripper_loss_weight=float(official.get("gripper_loss_weight", 1.0)),
         # Our FAST head reserves its last id for <eos>; the official head has exactly this many rows.
         fast_vocab_size=int(official.get("discrete_action_vocab_size", 2048)) - 1,
         max_fast_tokens=int(official.get("discrete_action_max_length", 240)),
