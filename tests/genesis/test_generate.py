@@ -33,6 +33,7 @@ def dataset(tmp_path_factory):
     proc = generate(out, 2, "--max-attempts", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "kept 2/" in proc.stderr  # the progress bar's kept/tried
+    assert "Svt[info]" not in proc.stderr  # the AV1 encoder's banner, once per video per episode
     return out
 
 
