@@ -89,9 +89,8 @@ def publish(out: Path, repo_id: str, staged: list[Path], report: dict, fps: int)
     Returns seconds spent {"encode": add_frame (streaming video encoder), "write": save_episode + finalize,
     "copy": copying the previous dataset}.
     """
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
     from lerobot.configs.video import DepthEncoderConfig
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     # The encoders print banners per video per episode at their default level (info): SVT-AV1 (LeRobot's RGB
     # codec) reads SVT_LOG when an encoder opens (1 = errors only; a value the user set wins), x265 (depth) its
@@ -104,16 +103,16 @@ def publish(out: Path, repo_id: str, staged: list[Path], report: dict, fps: int)
     if (out / "meta" / "info.json").is_file():
         shutil.copytree(out, work)
         t_copy = time.perf_counter() - t0
-        ds = LeRobotDataset.resume(repo_id, root=work, streaming_encoding=STREAMING, encoder_queue_maxsize=ENCODER_QUEUE,
-                                   depth_encoder=depth_encoder)
+        ds = LeRobotDataset.resume(repo_id, root=work, depth_encoder=depth_encoder, streaming_encoding=STREAMING,
+                                   encoder_queue_maxsize=ENCODER_QUEUE)
         first_index = ds.meta.total_episodes
     else:
         t_copy = 0.0
         objs, cams, size, depth_cams, robot = _schema_of(staged[0])
         # robot_type: the profile name (the FR3's stays "franka", what lerobot-record --robot.type=franka writes).
         ds = LeRobotDataset.create(repo_id, fps, dataset_features(objs, cams, size, depth_cams, robot), root=work,
-                                   robot_type="franka" if robot == "fr3" else robot, use_videos=True, image_writer_threads=0,
-                                   depth_encoder=depth_encoder, streaming_encoding=STREAMING,
+                                   robot_type="franka" if robot == "fr3" else robot, use_videos=True,
+                                   image_writer_threads=0, depth_encoder=depth_encoder, streaming_encoding=STREAMING,
                                    encoder_queue_maxsize=ENCODER_QUEUE)
         first_index = 0
     t_encode = t_write = 0.0
