@@ -103,7 +103,6 @@ class LabVLAPolicy(PreTrainedPolicy):
                 action_dim=config.max_action_dim,
                 state_dim=config.max_state_dim,
                 width=config.expert_width,
-                n_prefix_tokens=int(config.uses_vlm_state_token),
             )
         else:
             self.expert = ActionExpert(
