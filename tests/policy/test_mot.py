@@ -201,3 +201,21 @@ def test_a_deep_copy_reads_its_own_backbone(finetune_policy):
     ours = policy.predict_action_chunk(copy.copy(batch), noise=noise)
     again = policy.predict_action_chunk(copy.copy(batch), noise=noise)
     assert torch.equal(ours, again) and not torch.allclose(ours, twin_chunk)
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(finetune_policy, ds7):
+    policy, batch = finetune_policy
+    checkpointed, _, _ = build(ds7, mode="finetune", gradient_checkpointing=True)
+    checkpointed.load_state_dict(policy.state_dict())
+    grads = []
+    for p in (policy, checkpointed):
+        p.train()
+        p.zero_grad(set_to_none=True)
+        torch.manual_seed(3)
+        loss, _ = p.forward(batch)
+        loss.backward()
+        grads.append((loss, p.backbone.vlm.model.language_model.layers[0].self_attn.k_proj.weight.grad, p.expert.layers[0].q_proj.weight.grad))
+        p.zero_grad(set_to_none=True)
+        p.eval()
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)

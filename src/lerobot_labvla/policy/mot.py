@@ -134,11 +134,10 @@ class MoTActionExpert(nn.Module):
     runs only the expert's layers against it.
     """
 
-    def __init__(self, backbone, *, action_dim: int, state_dim: int, width: int, n_prefix_tokens: int):
+    def __init__(self, backbone, *, action_dim: int, state_dim: int, width: int):
         super().__init__()
         text = backbone.vlm.config.text_config
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-        self.n_prefix_tokens = n_prefix_tokens  # tokens before the camera slots (the ki state token)
         self.state_proj = nn.Linear(state_dim, width)
         self.action_in_proj = nn.Linear(action_dim, width)
         self.action_time_mlp_in = nn.Linear(2 * width, width)
@@ -157,7 +156,7 @@ class MoTActionExpert(nn.Module):
         # Not a submodule: the backbone is the policy's, we only read from it.
         self._lm = [backbone.vlm.model.language_model]
         self._captured: dict = {}
-        _capture_hooks(self._lm[0], self._captured)
+        _capture_hooks(backbone, self._captured)
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -173,11 +172,18 @@ class MoTActionExpert(nn.Module):
         cap = self._captured
         if "keys" not in cap or len(cap["keys"]) != len(self.layers):
             raise LabVLAError("the MoT expert found no backbone K/V: run the backbone before project_context")
-        n = self.n_prefix_tokens + hidden.shape[1]
-        keys = [k[:, :, :n] for k in cap["keys"]]
-        values = [v[:, :, :n] for v in cap["values"]]
-        if not hidden.requires_grad:
-            keys, values = [k.detach() for k in keys], [v.detach() for v in values]
+        n = cap["n_before_prefix"] + hidden.shape[1]  # + the ki state token when the backbone had one
+        cos, sin = cap["cos"][:, :n], cap["sin"][:, :n]
+        keys, values = [], []
+        # The hooks keep the raw projections; the backbone's k_norm and RoPE are applied here, outside
+        # any activation-checkpointed layer (ops run inside one would have to be re-run identically).
+        for layer, k, v in zip(self._lm[0].layers, cap["keys"], cap["values"], strict=True):
+            attn = layer.self_attn
+            b = k.shape[0]
+            k = apply_rope(attn.k_norm(k[:, :n].view(b, n, -1, attn.head_dim)).transpose(1, 2), cos, sin)
+            v = v[:, :n].view(b, n, -1, attn.head_dim).transpose(1, 2)
+            keys.append(k if hidden.requires_grad else k.detach())
+            values.append(v if hidden.requires_grad else v.detach())
         positions = cap["position_ids"][:, :, :n]
         cap.clear()  # read once per chunk; do not keep the graph alive until the next forward
         return PrefixKV(keys, values, positions.max(dim=2, keepdim=True).values + 1)
@@ -218,30 +224,38 @@ class MoTActionExpert(nn.Module):
         return self.action_out_proj(self.norm(x)[:, 1:]).float()
 
 
-def _capture_hooks(lm, store: dict) -> None:
-    """Forward hooks on the Qwen3-VL text model that keep each layer's keys/values (normed, rotated).
+def _capture_hooks(backbone, store: dict) -> None:
+    """Forward hooks on the Qwen3-VL text model that keep each layer's raw K/V projections `(B, L, kv_heads * D)`.
 
-    The hooks are module-level functions that find `store` (and each layer's k_norm) on the module
-    they fire on, so `copy.deepcopy(policy)` gives the copy hooks that fill the copy's store. The
-    references sit in tuples so that nn.Module does not register them as submodules.
+    The hooks are module-level functions that find `store` on the module they fire on, so
+    `copy.deepcopy(policy)` gives the copy hooks that fill the copy's store. They only keep
+    references (no ops), so activation checkpointing's recomputation sees the same graph.
     """
-    lm._mot_store = lm.rotary_emb._mot_store = store
+    lm = backbone.vlm.model.language_model
+    backbone._mot_store = lm._mot_store = lm.rotary_emb._mot_store = store
+    backbone.register_forward_pre_hook(_on_backbone, with_kwargs=True)
     lm.register_forward_pre_hook(_on_lm, with_kwargs=True)
     lm.register_forward_hook(_after_lm)
     lm.rotary_emb.register_forward_hook(_on_rope)
     for layer in lm.layers:
-        attn = layer.self_attn
-        attn.k_proj._mot = (store, attn.k_norm, attn.head_dim)
-        attn.v_proj._mot = (store, None, attn.head_dim)
-        attn.k_proj.register_forward_hook(_on_kv)
-        attn.v_proj.register_forward_hook(_on_kv)
+        layer.self_attn.k_proj._mot = (store, "keys")
+        layer.self_attn.v_proj._mot = (store, "values")
+        layer.self_attn.k_proj.register_forward_hook(_on_kv)
+        layer.self_attn.v_proj.register_forward_hook(_on_kv)
 
 
 # They capture only inside a text-model forward: not when someone calls a projection directly, nor
 # when activation checkpointing re-runs the layers during backward.
+def _on_backbone(module, _args, kwargs):
+    # QwenBackbone puts the ki state soft token before the camera slots when it is given a state.
+    module._mot_store["n_before_prefix"] = int(kwargs.get("state") is not None)
+
+
 def _on_lm(module, _args, kwargs):
     store = module._mot_store
+    n_before = store.get("n_before_prefix", 0)
     store.clear()
+    store["n_before_prefix"] = n_before
     store["position_ids"] = kwargs["position_ids"]
     store["keys"], store["values"], store["active"] = [], [], True
 
@@ -256,12 +270,6 @@ def _on_rope(module, _args, output):
 
 
 def _on_kv(module, _args, out):
-    store, k_norm, head_dim = module._mot
-    if not store.get("active"):
-        return
-    b, n, _ = out.shape
-    x = out.view(b, n, -1, head_dim)
-    if k_norm is None:
-        store["values"].append(x.transpose(1, 2))
-    else:
-        store["keys"].append(apply_rope(k_norm(x).transpose(1, 2), store["cos"], store["sin"]))
+    store, name = module._mot
+    if store.get("active"):
+        store[name].append(out)
