@@ -7,7 +7,8 @@ the same batches of one synthetic dataset with a depth stream (memorizable sine 
 episode, a depth plane whose tilt follows the frame), then reports:
 
 * params: the policy's parameters (backbone + expert + heads), and the expert's alone;
-* train samples/s (median step; forward + backward + AdamW), chunk latency (batch 1, 10 Euler steps);
+* train samples/s (forward + backward + AdamW at `--batch`) and chunk latency (batch 1, 10 Euler
+  steps), timed after training, round-robin over the options (median and best of `--timing-rounds`);
 * the FM loss (mean of the last 5 steps) and the action error of sampled chunks after training
   (MSE in normalized action space on 32 training frames, fixed noise), plus the depth loss first/last.
 
@@ -86,7 +87,7 @@ def make_dataset(root: Path, episodes: int = 4, frames: int = 20):
     return ds
 
 
-def run_row(name: str, ds, batches: list[dict], eval_raw: dict, steps: int) -> dict:
+def run_row(name: str, ds, batches: list[dict], eval_raw: dict, steps: int) -> tuple[dict, object, object]:
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
     from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
@@ -105,18 +106,12 @@ def run_row(name: str, ds, batches: list[dict], eval_raw: dict, steps: int) -> d
         "params_expert": sum(p.numel() for p in policy.expert.parameters()),
         "params_depth": 0 if policy.depth is None else sum(p.numel() for p in policy.depth.parameters()),
     }
-    step_s, fm, depth = [], [], []
+    fm, depth = [], []
     policy.train()
     for i in range(steps if name != "untrained" else 0):
         batch = pre(dict(batches[i % len(batches)]))
         torch.manual_seed(1000 + i)  # the same flow times and noise for every row
-        start = time.perf_counter()
-        loss, metrics = policy.forward(batch)
-        optim.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-        optim.step()
-        step_s.append(time.perf_counter() - start)
+        metrics = train_step(policy, optim, batch)
         fm.append(metrics["fm_loss"])
         if "depth_loss" in metrics:
             depth.append(metrics["depth_loss"])
@@ -125,30 +120,59 @@ def run_row(name: str, ds, batches: list[dict], eval_raw: dict, steps: int) -> d
     noise = torch.randn(batch["action"].shape[0], cfg.chunk_size, cfg.max_action_dim, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         chunk = policy.predict_action_chunk(batch, noise=noise)
-        one = {k: (v[:1] if isinstance(v, torch.Tensor) else v[:1] if isinstance(v, list) else v) for k, v in batch.items()}
-        latencies = []
-        for _ in range(5):
-            start = time.perf_counter()
-            policy.predict_action_chunk(one, noise=noise[:1])
-            latencies.append(time.perf_counter() - start)
     row["action_mse"] = float(((chunk - batch["action"]) ** 2).mean())
-    row["chunk_latency_ms"] = 1000 * statistics.median(latencies)
-    row["chunk_latency_ms_min"] = 1000 * min(latencies)
-    if step_s:
-        row["train_samples_per_s"] = batches[0]["action"].shape[0] / statistics.median(step_s)
-        # The best step: on a shared machine the least disturbed one, closest to the quiet-box rate.
-        row["train_samples_per_s_best"] = batches[0]["action"].shape[0] / min(step_s)
+    if fm:
         row["fm_loss_last5"] = float(np.mean(fm[-5:]))
         row["fm_loss_first"] = fm[0]
     if depth:
         row["depth_loss_first"], row["depth_loss_last5"] = depth[0], float(np.mean(depth[-5:]))
-    return row
+    return row, policy, (pre, optim)
+
+
+def train_step(policy, optim, batch: dict) -> dict:
+    loss, metrics = policy.forward(batch)
+    optim.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+    optim.step()
+    return metrics
+
+
+def time_interleaved(built: dict, batch_raw: dict, eval_raw: dict, rounds: int) -> dict[str, dict]:
+    """Train-step and chunk times, one call of each option in turn (round-robin), so all share the
+    same machine noise; median and best over `rounds`."""
+    steps: dict[str, list[float]] = {name: [] for name in built}
+    chunks: dict[str, list[float]] = {name: [] for name in built}
+    for _ in range(rounds):
+        for name, (policy, (pre, optim)) in built.items():
+            batch = pre(dict(batch_raw))
+            policy.train()
+            start = time.perf_counter()
+            train_step(policy, optim, batch)
+            steps[name].append(time.perf_counter() - start)
+            one = pre({k: v[:1] for k, v in eval_raw.items()})
+            policy.eval()
+            with torch.no_grad():
+                start = time.perf_counter()
+                policy.predict_action_chunk(one)
+                chunks[name].append(time.perf_counter() - start)
+    bsz = batch_raw["action"].shape[0]
+    return {
+        name: {
+            "train_samples_per_s": bsz / statistics.median(steps[name]),
+            "train_samples_per_s_best": bsz / min(steps[name]),
+            "chunk_latency_ms": 1000 * statistics.median(chunks[name]),
+            "chunk_latency_ms_min": 1000 * min(chunks[name]),
+        }
+        for name in built
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--timing-rounds", type=int, default=8, help="round-robin rounds for the speed columns")
     parser.add_argument("--out", type=Path, default=RESULTS / "lingbot_options.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -164,12 +188,18 @@ def main() -> int:
         while len(batches) < min(args.steps, 16):
             batches += [b for _, b in zip(range(args.steps - len(batches)), loader)]
         eval_raw = next(iter(torch.utils.data.DataLoader(data, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(5))))
-        rows = []
+        rows, built = [], {}
         for name in ROWS:
-            rows.append(run_row(name, ds, batches, eval_raw, args.steps))
-            print(f"  done {name}", file=sys.stderr)
+            row, policy, parts = run_row(name, ds, batches, eval_raw, args.steps)
+            rows.append(row)
+            if name != "untrained":
+                built[name] = (policy, parts)
+            print(f"  trained {name}", file=sys.stderr)
+        timings = time_interleaved(built, batches[0], eval_raw, args.timing_rounds)
+        for row in rows:
+            row.update(timings.get(row["option"], {}))
 
-    cols = ["option", "params_total", "params_expert", "train_samples_per_s", "train_samples_per_s_best", "chunk_latency_ms_min", "fm_loss_last5", "action_mse", "depth_loss_first", "depth_loss_last5"]
+    cols = ["option", "params_total", "params_expert", "train_samples_per_s", "train_samples_per_s_best", "chunk_latency_ms", "fm_loss_last5", "action_mse", "depth_loss_first", "depth_loss_last5"]
     print(" | ".join(cols))
     for row in rows:
         print(" | ".join(f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, "-")) for c in cols))
