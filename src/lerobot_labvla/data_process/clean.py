@@ -240,20 +240,21 @@ def _carry_episode_columns(src: Path, kept: list[int], out: Path) -> None:
         return sorted((root / "meta" / "episodes").glob("*/*.parquet"))
 
     ours = set(pq.read_schema(episode_files(out)[0]).names)
-    schema = pq.read_schema(episode_files(src)[0])
-    extra = [n for n in schema.names if n not in ours]
-    if not extra:
-        return
-    by_index = {}
+    fields: dict[str, pa.Field] = {}
+    by_index: dict[int, dict] = {}
     for path in episode_files(src):
-        for row in pq.read_table(path, columns=["episode_index", *extra]).to_pylist():
+        schema = pq.read_schema(path)  # files of a merged source may differ
+        present = [n for n in schema.names if n not in ours]
+        fields.update({n: schema.field(n) for n in present})
+        for row in pq.read_table(path, columns=["episode_index", *present]).to_pylist():
             by_index[row.pop("episode_index")] = row
+    if not fields:
+        return
     for path in episode_files(out):
         table = pq.read_table(path)
         old = [kept[i] for i in table.column("episode_index").to_pylist()]  # delete_episodes renumbers 0..N-1
-        for name in extra:
-            field_ = schema.field(name)
-            table = table.append_column(field_, pa.array([by_index[o][name] for o in old], field_.type))
+        for field_ in fields.values():
+            table = table.append_column(field_, pa.array([by_index[o].get(field_.name) for o in old], field_.type))
         tmp = path.with_name(path.name + ".tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, path)
