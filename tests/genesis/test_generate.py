@@ -1,5 +1,6 @@
-"""`labvla-genesis generate` end to end: a LeRobot v3 dataset that loads, scans clean, replays in the
-LabUtopia env, resumes, survives a failed publish, and trains with lerobot-train unchanged."""
+"""`labvla-genesis generate` end to end: a LeRobot v3 dataset that loads (per-episode annotations in LeRobot's
+episode metadata, kept through clean and merge), scans clean, replays in the LabUtopia env, resumes after a kill,
+survives a failed publish, records depth on request, and trains with lerobot-train unchanged."""
 
 from __future__ import annotations
 
