@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import time
@@ -89,7 +90,10 @@ class PolicyRunner:
         if self.policy_type != "labvla" or tokenizer is None:
             return None, None
         budget = self.config.max_prompt_tokens_with_state if self.config.mode == "fast_pretrain" else self.config.max_prompt_tokens
-        return int(budget), tokenizer
+        # A copy: requests are checked on the event loop and decode threads while the model thread tokenizes
+        # with its own padding/truncation settings, and a fast tokenizer must not be reconfigured under a
+        # concurrent call ("Already borrowed").
+        return int(budget), copy.deepcopy(tokenizer)
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one runner per process; clients resend the same instruction
     def prompt_tokens(self, text: str) -> int:
