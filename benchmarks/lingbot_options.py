@@ -41,7 +41,6 @@ import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-DEPTH_KEY = "observation.depth.front"
 ROWS = {
     "untrained": dict(),
     "default": dict(),
@@ -49,42 +48,6 @@ ROWS = {
     "depth": dict(depth_distill=True),
     "mot+depth": dict(expert_attention="mot", depth_distill=True),
 }
-
-
-def make_dataset(root: Path, episodes: int = 4, frames: int = 20):
-    """Memorizable actions (a sine per episode), one camera and its depth map (float32 (16, 16, 1))."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    features = {
-        "observation.state": {"dtype": "float32", "shape": (8,), "names": [f"s{i}" for i in range(8)]},
-        "action": {"dtype": "float32", "shape": (7,), "names": [f"a{i}" for i in range(7)]},
-        "observation.images.front": {"dtype": "image", "shape": (32, 32, 3), "names": ["height", "width", "channels"]},
-        DEPTH_KEY: {"dtype": "float32", "shape": (16, 16, 1), "names": ["height", "width", "channels"]},
-    }
-    ds = LeRobotDataset.create("local/lingbot_bench", 10, features, root=root, robot_type="franka", use_videos=False, image_writer_threads=0)
-    rng = np.random.default_rng(0)
-    t = np.linspace(0.0, 1.0, frames, dtype=np.float32)
-    ramp = np.linspace(0.0, 1.0, 16, dtype=np.float32)
-    for ep in range(episodes):
-        phase = rng.uniform(0, np.pi)
-        actions = np.sin(2 * np.pi * t[:, None] + phase + np.arange(7)[None, :]).astype(np.float32)
-        color = rng.integers(0, 255, size=3, dtype=np.uint8)
-        for i in range(frames):
-            img = np.zeros((32, 32, 3), dtype=np.uint8)
-            img[...] = color
-            img[:, int(i / (frames - 1) * 31), 0] = 255
-            tilt = i / frames
-            depth = 0.5 + tilt * ramp[None, :] + (1 - tilt) * ramp[:, None]
-            ds.add_frame({
-                "observation.state": np.pad(np.cos(2 * np.pi * t[i] + phase) * np.ones(7, np.float32), (0, 1)).astype(np.float32),
-                "action": actions[i],
-                "observation.images.front": img,
-                DEPTH_KEY: depth[..., None].astype(np.float32),
-                "task": ("pick up the beaker", "press the button")[ep % 2],
-            })
-        ds.save_episode()
-    ds.finalize()
-    return ds
 
 
 def run_row(name: str, ds, batches: list[dict], eval_raw: dict, steps: int) -> tuple[dict, object, object]:
@@ -181,7 +144,9 @@ def main() -> int:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     with tempfile.TemporaryDirectory() as tmp:
-        ds = make_dataset(Path(tmp) / "ds")
+        from lerobot_labvla.synthetic import make_depth_dataset
+
+        ds = make_depth_dataset(Path(tmp) / "ds", repo_id="local/lingbot_bench")
         data = LeRobotDataset(ds.repo_id, root=ds.root, delta_timestamps={"action": [i / ds.fps for i in range(10)]})
         loader = torch.utils.data.DataLoader(data, batch_size=args.batch, shuffle=True, generator=torch.Generator().manual_seed(0))
         batches = [b for _, b in zip(range(args.steps), loader)]

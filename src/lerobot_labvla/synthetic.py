@@ -81,3 +81,44 @@ def make_dataset(
         ds.save_episode()
     ds.finalize()
     return ds
+
+
+DEPTH_KEY = "observation.depth.front"
+
+
+def make_depth_dataset(root: Path, *, repo_id: str = "local/depth", n_episodes: int = 4, frames: int = 20):
+    """A dataset with a depth stream for `--policy.depth_distill`: state 8, action 7 (a sine per episode,
+    memorizable), one camera `front` and its depth map `observation.depth.front` (float32 (16, 16, 1),
+    a plane whose tilt follows the frame)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    features = {
+        "observation.state": {"dtype": "float32", "shape": (8,), "names": [f"s{i}" for i in range(8)]},
+        "action": {"dtype": "float32", "shape": (7,), "names": [f"a{i}" for i in range(7)]},
+        "observation.images.front": {"dtype": "image", "shape": (32, 32, 3), "names": ["height", "width", "channels"]},
+        DEPTH_KEY: {"dtype": "float32", "shape": (16, 16, 1), "names": ["height", "width", "channels"]},
+    }
+    ds = LeRobotDataset.create(repo_id, 10, features, root=root, robot_type="franka", use_videos=False, image_writer_threads=0)
+    rng = np.random.default_rng(0)
+    t = np.linspace(0.0, 1.0, frames, dtype=np.float32)
+    ramp = np.linspace(0.0, 1.0, 16, dtype=np.float32)
+    for ep in range(n_episodes):
+        phase = rng.uniform(0, np.pi)
+        actions = np.sin(2 * np.pi * t[:, None] + phase + np.arange(7)[None, :]).astype(np.float32)
+        color = rng.integers(0, 255, size=3, dtype=np.uint8)
+        for i in range(frames):
+            img = np.zeros((32, 32, 3), dtype=np.uint8)
+            img[...] = color
+            img[:, int(i / max(frames - 1, 1) * 31), 0] = 255
+            tilt = i / frames
+            depth = 0.5 + tilt * ramp[None, :] + (1 - tilt) * ramp[:, None]
+            ds.add_frame({
+                "observation.state": np.pad(np.cos(2 * np.pi * t[i] + phase) * np.ones(7, np.float32), (0, 1)).astype(np.float32),
+                "action": actions[i],
+                "observation.images.front": img,
+                DEPTH_KEY: depth[..., None].astype(np.float32),
+                "task": ("pick up the beaker", "press the button")[ep % 2],
+            })
+        ds.save_episode()
+    ds.finalize()
+    return ds

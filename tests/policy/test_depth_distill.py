@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -14,40 +13,13 @@ from lerobot.utils.constants import ACTION
 from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
 from lerobot_labvla.policy.depth_distill import PooledDepthEncoder, ScriptedDepthEncoder
+from lerobot_labvla.synthetic import DEPTH_KEY, make_depth_dataset
 
-DEPTH_KEY = "observation.depth.front"
-
-
-def make_depth_dataset(root, frames: int = 12):
-    """One camera plus its depth map: a plane whose tilt changes with the frame (float32 (16, 16, 1), metres)."""
-    features = {
-        "observation.state": {"dtype": "float32", "shape": (4,), "names": [f"s{i}" for i in range(4)]},
-        "action": {"dtype": "float32", "shape": (4,), "names": [f"a{i}" for i in range(4)]},
-        "observation.images.front": {"dtype": "image", "shape": (32, 32, 3), "names": ["height", "width", "channels"]},
-        DEPTH_KEY: {"dtype": "float32", "shape": (16, 16, 1), "names": ["height", "width", "channels"]},
-    }
-    ds = LeRobotDataset.create("local/depth", 10, features, root=root, robot_type="franka", use_videos=False, image_writer_threads=0)
-    rng = np.random.default_rng(0)
-    ramp = np.linspace(0.0, 1.0, 16, dtype=np.float32)
-    for _ in range(2):
-        for i in range(frames):
-            tilt = i / frames
-            depth = 0.5 + tilt * ramp[None, :] + (1 - tilt) * ramp[:, None]
-            ds.add_frame({
-                "observation.state": rng.normal(size=4).astype(np.float32),
-                "action": rng.normal(size=4).astype(np.float32),
-                "observation.images.front": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
-                DEPTH_KEY: depth[..., None].astype(np.float32),
-                "task": "pick up the beaker",
-            })
-        ds.save_episode()
-    ds.finalize()
-    return ds
 
 
 @pytest.fixture(scope="module")
 def depth_ds(tmp_path_factory):
-    return make_depth_dataset(tmp_path_factory.mktemp("depth") / "ds")
+    return make_depth_dataset(tmp_path_factory.mktemp("depth") / "ds", n_episodes=2, frames=12)
 
 
 def build(ds, **overrides):
@@ -58,9 +30,13 @@ def build(ds, **overrides):
     return make_policy(cfg, ds_meta=ds.meta), make_pre_post_processors(cfg, dataset_stats=ds.meta.stats)[0]
 
 
-def batch_of(ds, pre, size: int = 4) -> dict:
+def raw_batch(ds, size: int = 4) -> dict:
     data = LeRobotDataset(ds.repo_id, root=ds.root, delta_timestamps={ACTION: [i / ds.fps for i in range(10)]})
-    return pre(next(iter(torch.utils.data.DataLoader(data, batch_size=size, shuffle=True, generator=torch.Generator().manual_seed(0)))))
+    return next(iter(torch.utils.data.DataLoader(data, batch_size=size, shuffle=True, generator=torch.Generator().manual_seed(0))))
+
+
+def batch_of(ds, pre, size: int = 4) -> dict:
+    return pre(raw_batch(ds, size))
 
 
 def test_without_a_depth_stream_the_option_is_off_and_says_so(ds7, caplog):
@@ -98,6 +74,10 @@ def test_depth_loss_trains_the_queries_and_backbone_and_leaves_fast_and_expert_i
     assert torch.count_nonzero(policy.depth.proj[0].weight.grad) > 0
     visual = [p.grad for n, p in policy.backbone.named_parameters() if "visual" in n]
     assert any(g is not None and torch.count_nonzero(g) > 0 for g in visual), "depth loss did not reach the vision tower"
+    # Inference needs no depth: a robot or server without a depth camera gets its chunk.
+    policy.eval()
+    observation = {k: v for k, v in raw_batch(depth_ds, 2).items() if k not in (DEPTH_KEY, ACTION)}
+    assert policy.predict_action_chunk(pre(observation)).shape == (2, 10, 7)
 
 
 def test_each_query_output_is_read_at_its_own_position(depth_ds):
