@@ -3,8 +3,6 @@ robot_type that loads and scans clean (the FR3's own dataset is tests/genesis/te
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
@@ -26,12 +24,11 @@ def test_generation_on_a_profile_writes_its_own_dims_and_scans_clean(robot, dof,
     from lerobot_labvla.genesis.generate import generate
     from lerobot_labvla.genesis.workflow import load_workflow
 
-    wf_file = tmp_path / "wf.yaml"
-    wf_file.write_text(re.sub(r"^robot: \w+", f"robot: {robot}", WF.read_text(), flags=re.M))
     out = tmp_path / robot
-    report = generate(load_workflow(wf_file), out, episodes=1, workers=1, seed=0, image_size=IMAGE, progress=False,
-                      max_attempts=3)
-    assert report["kept"] == 1, report["rejected"]
+    # `robot=` is `generate --robot`: the same workflow file (robot: fr3) on another profile.
+    report = generate(load_workflow(WF), out, episodes=1, workers=1, seed=0, image_size=IMAGE, progress=False,
+                      max_attempts=3, robot=robot)
+    assert report["kept"] == 1 and report["robot"] == robot, report["rejected"]
     ds = LeRobotDataset("local/pick_place_beaker", root=out)
     assert ds.meta.robot_type == robot
     assert tuple(ds.meta.features["observation.state"]["shape"]) == (dof + 1,)
@@ -51,3 +48,53 @@ def test_generation_on_a_profile_writes_its_own_dims_and_scans_clean(robot, dof,
     errors = [f for ep in report["episodes"] for f in ep["findings"]
               if f["severity"] == "error" and f["check"] != "action_outlier"]
     assert not errors, errors
+
+
+BIMANUAL = EXAMPLES / "robots" / "aloha_handover.yaml"
+
+
+def test_bimanual_workflow_runs_to_success_through_the_env():
+    """ALOHA: pick (left) -> handover (two-arm step) -> place (right), through LabUtopiaEnv's 14-dim ee_delta
+    actions, judged by the same checkers and safety filter as `generate` (cameras off)."""
+    from lerobot_labvla.genesis.runner import EpisodeJob, run_episode
+
+    for seed in (0, 1):
+        s = run_episode(EpisodeJob(BIMANUAL.read_text(), str(BIMANUAL), seed, seed, 32, "/nonexistent", record=False))
+        assert s.kept, (seed, s.reason, s.detail)
+
+
+def test_bimanual_env_spaces_and_a_blind_policy_fails():
+    from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
+    from lerobot_labvla.genesis.skills import WorkflowTask
+    from lerobot_labvla.genesis.workflow import load_workflow
+
+    env = LabUtopiaEnv(WorkflowTask.from_workflow(load_workflow(BIMANUAL).workflow), obs_type="agent_pos",
+                       render_mode=None, episode_length=60)
+    obs, _ = env.reset(seed=0)
+    assert env.action_space.shape == (14,) and obs["agent_pos"].shape == (14,)
+    assert "aloha/left/" in env.camera_names["wrist"]
+    bottle = env.sim.body_pos("bottle").copy()
+    for _ in range(60):  # close both grippers and push down: nothing is picked, nothing succeeds
+        obs, _, terminated, truncated, info = env.step(np.tile([0, 0, -1, 0, 0, 0, -1], 2).astype(np.float32))
+    assert not info["is_success"] and truncated
+    assert env.sim.body_pos("bottle")[2] < bottle[2] + 0.02
+    env.close()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("robot: aloha\nsteps:\n  - pick: {object: b}\n", "has two arms; the step names none"),
+    ("robot: aloha\nsteps:\n  - pick: {object: b}\n    arm: middle\n", "names arm 'middle'"),
+    ("robot: ur5e\nsteps:\n  - pick: {object: b}\n  - handover: {object: b, to: right, at: [0.5, 0]}\n",
+     "a hand-over needs two arms"),
+    ("robot: aloha\nsteps:\n  - pick: {object: b}\n    arm: left\n  - handover: {object: b, to: left, at: [0.42, 0]}\n"
+     "    arm: left\n", "must be the other arm"),
+    ("robot: aloha\nsteps:\n  - handover: {object: b, to: right, at: [0.42, 0]}\n    arm: left\n", "is not in the left hand"),
+])
+def test_validator_checks_arms_of_bimanual_steps(text, message):
+    from lerobot_labvla.genesis.validate import validate
+    from lerobot_labvla.genesis.workflow import parse_workflow
+
+    wf = ("name: x\ninstruction: x\nscene:\n  objects:\n    - {name: b, type: reagent_bottle, size: small, at: [0.42, 0.12]}\n"
+          + text)
+    issues = [str(i) for i in validate(parse_workflow(wf))]
+    assert any(message in i for i in issues), issues

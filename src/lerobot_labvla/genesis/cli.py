@@ -61,13 +61,19 @@ def _generate(args) -> int:
     from lerobot_labvla.genesis.workflow import load_workflow
 
     loaded = load_workflow(args.workflow)
+    if args.robot is not None:  # the same workflow on another profile: validated for that robot
+        from dataclasses import replace
+
+        from lerobot_labvla.sim.robots import get_profile
+
+        loaded = replace(loaded, workflow=loaded.workflow.model_copy(update={"robot": get_profile(args.robot).name}))
     errors = [i for i in validate(loaded) if i.severity == "error"]
     if errors:
         raise LabVLAError(f"{errors[0]} (run `labvla-genesis validate {args.workflow}` for all problems)")
     report = generate(loaded, Path(args.out), episodes=args.episodes, workers=args.workers, seed=args.seed,
                       image_size=args.image_size, backend=args.backend, repo_id=args.repo_id,
                       max_attempts=args.max_attempts, flush_every=args.flush_every, progress=not args.no_progress,
-                      randomize=args.randomize, depth=args.depth)
+                      randomize=args.randomize, depth=args.depth, robot=args.robot)
     print(json.dumps({k: report[k] for k in ("kept", "tried", "success_rate", "rejected")}))
     return 0 if report["kept"] >= args.episodes else 1
 
@@ -217,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--depth", action="store_true",
                    help="also record each fixed camera's depth in metres (LeRobot depth video observation.depth.<camera>)")
+    g.add_argument("--robot", default=None, help="robot profile replacing the workflow's `robot:` (labvla-genesis robots)")
     g.add_argument("--randomize", choices=("none", "light", "full"), default=None,
                    help="randomization preset (six axes + paraphrases; default: the workflow's `randomize:`, else legacy jitter)")
     r = sub.add_parser("robots", help="robot profiles a workflow can name (`robot:`): arms, DoF, gripper, licence")

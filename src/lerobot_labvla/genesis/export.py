@@ -42,12 +42,17 @@ def dataset_features(objects: list[str], cameras: tuple[str, ...], image_size: i
     from lerobot_labvla.sim.robots import get_profile
 
     assert ACTION_DIMS["ee_delta"] == 7  # the names below describe exactly these
-    dof = get_profile(robot).arms[0].dof  # the state is the robot profile's own: dof joint angles + gripper
+    profile = get_profile(robot)
+    dof = profile.arms[0].dof
+    # The state is the robot profile's own: per arm, its joint angles + gripper width; the action one ee_delta
+    # block per arm. A bimanual profile prefixes the names with the arm ("left.q1", ..., "right.gripper").
+    pre = [f"{a.name}." if profile.bimanual else "" for a in profile.arms]
     features = {
-        "observation.state": {"dtype": "float32", "shape": (dof + 1,),
-                               "names": [f"q{i}" for i in range(1, dof + 1)] + ["gripper"]},
-        "action": {"dtype": "float32", "shape": (ACTION_DIMS["ee_delta"],),
-                   "names": ["dx", "dy", "dz", "rx", "ry", "rz", "gripper"]},
+        "observation.state": {"dtype": "float32", "shape": (profile.state_dim,),
+                               "names": [p + n for p, a in zip(pre, profile.arms, strict=True)
+                                         for n in [f"q{i}" for i in range(1, a.dof + 1)] + ["gripper"]]},
+        "action": {"dtype": "float32", "shape": (profile.action_dim,),
+                   "names": [p + n for p in pre for n in ("dx", "dy", "dz", "rx", "ry", "rz", "gripper")]},
     }
     for cam in cameras:
         features[f"observation.images.{cam}"] = {"dtype": "video", "shape": (image_size, image_size, 3),

@@ -90,7 +90,8 @@ def _legacy_scene(wf: Workflow, rng: np.random.Generator, split) -> tuple[SceneB
         elif o.type == "test_tube":
             b.add(A.test_tube, o.name, pos, rgba=rgba)
         elif o.type == "reagent_bottle":
-            b.add(A.reagent_bottle, o.name, pos)
+            # small: a slim 15 cm bottle (fits the ViperX gripper and leaves room for a hand-over grasp)
+            b.add(A.reagent_bottle, o.name, pos, **({"radius": 0.02, "height": 0.15} if o.size == "small" else {}))
         elif o.type == "stirring_rod":
             b.add(stirring_rod, o.name, pos)
         elif o.type == "hot_plate":

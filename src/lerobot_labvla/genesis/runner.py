@@ -32,6 +32,7 @@ class EpisodeJob:
     record: bool = True  # False: roll out and judge only (no cameras, nothing written)
     depth: bool = False  # also a full-size depth image per fixed camera (float32 metres)
     randomize: str | None = None  # a preset (none|light|full) replacing the workflow's `randomize:`
+    robot: str | None = None  # a robot profile replacing the workflow's `robot:` (generate --robot)
 
 
 @dataclass
@@ -90,6 +91,8 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
         from lerobot_labvla.genesis.axes import resolve
 
         wf = wf.model_copy(update={"randomize": resolve(job.randomize)})
+    if job.robot is not None:
+        wf = wf.model_copy(update={"robot": job.robot})
     task = WorkflowTask.from_workflow(wf)
     cameras, camera_names = _cameras()
     # The env's own reset/step/action path, with the workflow as its task.

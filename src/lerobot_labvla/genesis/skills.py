@@ -34,13 +34,15 @@ from lerobot_labvla.sim.skills import (
     press,
     resting_in_region,
 )
+from lerobot_labvla.sim.robots import get_profile
+from lerobot_labvla.sim.skills.bimanual import _alone, handed_over, handover
 from lerobot_labvla.sim.skills.press_z import PressRecord, press_z, pressed_to
 from lerobot_labvla.sim.skills.shake import ShakeRecord, shake, shaken
 from lerobot_labvla.sim.skills.stir import StirRecord, stir, stirred
 
 # Control-step budget per skill (20 Hz), for the episode length when the workflow gives none.
 BUDGET = {"pick": 150, "place": 170, "pour": 260, "press": 120, "pressZ": 140, "open": 230, "close": 220,
-          "move": 90, "stir": 200, "shake": 80}  # + 50 per stir turn, 40 per shake
+          "move": 90, "stir": 200, "shake": 80, "handover": 330}  # + 50 per stir turn, 40 per shake
 LIFT = 0.05  # a pick counts once the object is this far up and held by both fingers
 
 
@@ -129,15 +131,24 @@ class WorkflowTask(Task):
         return builder, ctx
 
     # --- the expert: one skill after another, each checked when it ends -------------------------
-    def expert(self, m: Motion, ctx: dict) -> Iterator[Target]:
+    def expert(self, m: Motion, ctx: dict) -> Iterator[Target | dict[str, Target]]:
+        """Targets of `m`'s arm; on a bimanual robot `{arm: Target}` for every arm (`ctx["target"]`: the step arm's)."""
         wf: Workflow = self.workflow
+        arms = [a.name for a in get_profile(wf.robot).arms]
+        bimanual = len(arms) > 1
+        motions = {a: m if a == m.sim.arm_name else Motion(m.sim.for_arm(a)) for a in arms} if bimanual else {}
         for i, step in enumerate(wf.steps):
             step = resolve_roles(step, ctx["roles"])
             ctx["step"], ctx["current"] = i, step
             start = ctx["frame"]
-            gen, check = self._skill(m, step, i, ctx)
+            if bimanual:
+                gen, check = self._skill(motions[step.arm], step, i, ctx, motions)
+                if step.skill != "handover":
+                    gen = _alone(step.arm, gen, {a: mo for a, mo in motions.items() if a != step.arm})
+            else:
+                gen, check = self._skill(m, step, i, ctx)
             for target in gen:
-                ctx["target"] = target
+                ctx["target"] = target[step.arm] if bimanual else target
                 yield target
             ok, why = check()
             ctx["results"].append(StepResult(i, step.skill, ok, why, start, ctx["frame"]))
@@ -147,10 +158,17 @@ class WorkflowTask(Task):
         ctx["step"] = len(wf.steps) - 1
         ctx["done"] = True
 
-    def _skill(self, m: Motion, step: Step, i: int, ctx: dict):
+    def _skill(self, m: Motion, step: Step, i: int, ctx: dict, motions: dict[str, Motion] | None = None):
         sim, a, wf = m.sim, step.args, self.workflow
         s = step.skill
-        if s == "pick":
+        if s == "handover":
+            giver, taker = (step.arm, m), (a.to, motions[a.to])
+            gen = handover(giver, taker, a.object, a.at)
+
+            def check():
+                ok = handed_over(taker[1].sim, sim, a.object)
+                return ok, f"{a.object} {'is' if ok else 'is not'} held by the {a.to} arm alone"
+        elif s == "pick":
             start_z = float(sim.body_pos(a.object)[2])
             gen = pick(m, a.object, lift=0.12,
                    yaw=_pour_yaw(sim, [resolve_roles(x, ctx["roles"]) for x in wf.steps], i, a.object))

@@ -124,6 +124,10 @@ def validate(loaded: LoadedWorkflow) -> list[Issue]:
         if not (BENCH_X[0] <= x <= BENCH_X[1] and BENCH_Y[0] <= y <= BENCH_Y[1]):
             err(("scene", "objects", i, "at"), f"{o.name} at ({x}, {y}) is off the bench "
                 f"(x {BENCH_X[0]}..{BENCH_X[1]}, y {BENCH_Y[0]}..{BENCH_Y[1]} m)", "move it onto the bench")
+        elif profile.bimanual:
+            if not profile.reachable((x, y)):
+                err(("scene", "objects", i, "at"), f"{o.name} at ({x}, {y}) is outside the reach of both {wf.robot} arms",
+                    "move it between the arms")
         elif not REACH_MIN <= math.hypot(x, y) <= REACH_MAX + REACH_SLACK.get(o.type, 0.0):
             err(("scene", "objects", i, "at"), f"{o.name} at ({x}, {y}) is {math.hypot(x, y):.2f} m from the "
                 f"{wf.robot} base, outside its reach {REACH_MIN}..{REACH_MAX} m",
@@ -163,9 +167,32 @@ def validate(loaded: LoadedWorkflow) -> list[Issue]:
             return None
         return dev if ref(i, "target", dev, kinds, "device") else None
 
+    arms = [arm.name for arm in profile.arms]
     for i, step in enumerate(wf.steps):
         skill, a = step.skill, step.args
         path = ("steps", i, skill)
+        if profile.bimanual and step.arm not in arms:
+            err(("steps", i, "arm") if step.arm else path, f"step {i + 1} ({skill}): robot {wf.robot} has two arms; "
+                f"the step names {'arm ' + repr(step.arm) if step.arm else 'none'}", f"add `arm: {arms[0]}` (one of {', '.join(arms)})")
+            continue
+        if not profile.bimanual and step.arm not in (None, arms[0]):
+            err(("steps", i, "arm"), f"step {i + 1} ({skill}): robot {wf.robot} has one arm; `arm: {step.arm}` names none",
+                "remove `arm:`")
+            continue
+        if skill == "handover":
+            if not profile.bimanual:
+                err(path, f"step {i + 1} (handover): a hand-over needs two arms; robot {wf.robot} has one",
+                    "use a bimanual robot (labvla-genesis robots)")
+            elif a.to not in arms or a.to == step.arm:
+                err(("steps", i, skill, "to"), f"step {i + 1} (handover): `to: {a.to}` must be the other arm",
+                    f"write `to: {next(n for n in arms if n != step.arm)}`")
+            elif s.held != a.object:
+                err(path, f"step {i + 1} (handover): {a.object!r} is not in the {step.arm} hand",
+                    f"add `- pick: {{object: {a.object}}}` with `arm: {step.arm}` before step {i + 1}")
+            elif not (profile.reachable(a.at, step.arm) and profile.reachable(a.at, a.to)):
+                err(("steps", i, skill, "at"), f"step {i + 1} (handover): ({a.at[0]}, {a.at[1]}) is not inside both arms' reach",
+                    "choose a point between the arms")
+            continue
         full_hand = (f"step {i + 1} ({skill}): the hand still holds {s.held!r} (picked at step {s.held_since + 1})",
                      f"add `- place: {{object: {s.held}, on: <surface>}}` before step {i + 1}")
         if skill == "pick":
@@ -206,7 +233,7 @@ def validate(loaded: LoadedWorkflow) -> list[Issue]:
                 s.on[a.object] = a.on
             else:
                 x, y = a.at
-                if not REACH_MIN <= math.hypot(x, y) <= REACH_MAX:
+                if not (profile.reachable((x, y), step.arm) if profile.bimanual else REACH_MIN <= math.hypot(x, y) <= REACH_MAX):
                     err(("steps", i, skill, "at"), f"step {i + 1} (place): ({x}, {y}) is outside the reach "
                         f"{REACH_MIN}..{REACH_MAX} m of the {wf.robot}", "choose a point nearer the robot")
                 s.on[a.object] = "bench"

@@ -155,14 +155,23 @@ class ShakeArgs(_Strict):
     count: int = Field(3, ge=1, le=8)
 
 
+class HandoverArgs(_Strict):
+    """Two-arm step (bimanual robots): the step's `arm:` holds `object` and passes it to arm `to` at bench point `at`."""
+
+    object: str
+    to: str
+    at: tuple[float, float]
+
+
 SKILL_ARGS: dict[str, type[BaseModel]] = {
     "pick": PickArgs, "place": PlaceArgs, "pour": PourArgs, "press": PressArgs, "pressZ": PressZArgs,
     "open": OpenArgs, "close": DoorArgs, "move": MoveArgs, "stir": StirArgs, "shake": ShakeArgs,
+    "handover": HandoverArgs,
 }
 
 
 class Step(_Strict):
-    """One atomic skill (exactly one of the skill keys) and an optional sub-instruction."""
+    """One atomic skill (exactly one of the skill keys), an optional sub-instruction, and (bimanual) the arm."""
 
     pick: PickArgs | None = None
     place: PlaceArgs | None = None
@@ -174,14 +183,16 @@ class Step(_Strict):
     move: MoveArgs | None = None
     stir: StirArgs | None = None
     shake: ShakeArgs | None = None
+    handover: HandoverArgs | None = None
     instruction: str | None = None
+    arm: str | None = Field(None, description="which arm runs the step (bimanual robots: left / right)")
 
     @model_validator(mode="before")
     @classmethod
     def _exactly_one(cls, data: Any) -> Any:
         if isinstance(data, dict):
             skills = [k for k in data if k in SKILL_ARGS]
-            unknown = [k for k in data if k not in SKILL_ARGS and k != "instruction"]
+            unknown = [k for k in data if k not in SKILL_ARGS and k not in ("instruction", "arm")]
             if unknown:
                 raise ValueError(f"unknown skill {unknown[0]!r}; expected one of {', '.join(SKILL_ARGS)}")
             if len(skills) != 1:

@@ -54,9 +54,9 @@ class LabUtopiaEnv(gym.Env):
             raise LabVLAError(f"episode_length {episode_length} must be >= 1 (or None for the task default)")
         # A workflow task may name another single-arm robot profile (genesis); LabUtopia's own tasks run the FR3.
         self.robot = get_profile(getattr(self.spec_task, "robot", "fr3"))
-        if self.robot.bimanual:
-            raise LabVLAError(f"robot {self.robot.name!r} has {len(self.robot.arms)} arms; this env drives one arm "
-                              "(a single-arm profile: see `labvla-genesis robots`)")
+        if self.robot.bimanual and action_type != "ee_delta":
+            raise LabVLAError(f"robot {self.robot.name!r} has {len(self.robot.arms)} arms: use action_type='ee_delta' "
+                              "(one [dpos, drot, gripper] block per arm)")
         self.home = np.asarray(self.robot.arms[0].home, dtype=np.float64)
         self.camera_names = {**CAMERA_NAMES, "wrist": self.robot.prefix + self.robot.arms[0].wrist_camera}
         self.task = self.spec_task.name
@@ -72,9 +72,9 @@ class LabUtopiaEnv(gym.Env):
             img = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
             obs["pixels"] = spaces.Dict({k: img for k in CAMERAS})
         self.observation_space = spaces.Dict(obs)
-        self.action_dim = ACTION_DIMS[action_type] if action_type == "ee_delta" else self.robot.state_dim
+        self.action_dim = self.robot.action_dim if action_type == "ee_delta" else self.robot.state_dim
         if action_type == "ee_delta":
-            self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
+            self.action_space = spaces.Box(-1.0, 1.0, (self.action_dim,), np.float32)
         else:
             n = self.action_dim
             sim_lo, sim_hi = -np.pi * np.ones(n, np.float32), np.pi * np.ones(n, np.float32)
@@ -92,8 +92,12 @@ class LabUtopiaEnv(gym.Env):
         self.task_description = self.ctx.get("instruction", self.spec_task.instruction)
         self.sim = builder.build()
         self.sim.reset(self.home)
-        self.sim.reset(self._start_qpos())
+        if not self.robot.bimanual:  # bimanual: both arms start at home
+            self.sim.reset(self._start_qpos())
         self.ctl = ArmController(self.sim)
+        # One view + controller per arm (the first arm's are `sim` and `ctl` themselves).
+        self.views = {a.name: self.sim.for_arm(a.name) for a in self.robot.arms}
+        self.ctls = {a.name: self.ctl if v is self.sim else ArmController(v) for (a, v) in zip(self.robot.arms, self.views.values(), strict=True)}
         if self.cameras is not None:
             self.cameras.close()
         self.cameras = None
@@ -101,7 +105,8 @@ class LabUtopiaEnv(gym.Env):
             self.cameras = Cameras(self.sim.model, self.camera_names, self.image_size, self.image_size)
         for _ in range(5):  # let objects settle on the bench
             self.sim.step(self.ctl.q_cmd)
-        self.ctl.reset()
+        for ctl in self.ctls.values():
+            ctl.reset()
         self._steps = self._held = 0
         return self._obs(), {"is_success": False, "progress": 0.0}
 
@@ -109,12 +114,19 @@ class LabUtopiaEnv(gym.Env):
         if self.sim is None:
             raise LabVLAError("call reset() before step()")
         a = self._check_action(action)
-        if self.action_type == "ee_delta":
+        if self.robot.bimanual:
+            for k, (arm, view) in enumerate(self.views.items()):
+                block = a[7 * k: 7 * k + 7]
+                view.set_gripper((block[-1] + 1.0) / 2.0)
+                view.command(self.ctls[arm].apply_delta(block[:3] * POS_SCALE, block[3:6] * ROT_SCALE))
+            self.sim.advance()
+        elif self.action_type == "ee_delta":
             q = self.ctl.apply_delta(a[:3] * POS_SCALE, a[3:6] * ROT_SCALE)
         else:
             q = self.ctl.set_joint_target(a[:-1])
-        self.sim.set_gripper((a[-1] + 1.0) / 2.0)
-        self.sim.step(q)
+        if not self.robot.bimanual:
+            self.sim.set_gripper((a[-1] + 1.0) / 2.0)
+            self.sim.step(q)
         self._steps += 1
         self.spec_task.update(self.sim, self.ctx)
         goal = self.spec_task.success(self.sim, self.ctx)
@@ -159,7 +171,7 @@ class LabUtopiaEnv(gym.Env):
         return a
 
     def _obs(self) -> dict:
-        state = np.concatenate([self.sim.arm_qpos, [self.sim.gripper_width]]).astype(np.float32)
+        state = np.concatenate([np.append(v.arm_qpos, v.gripper_width) for v in self.views.values()]).astype(np.float32)
         obs = {"agent_pos": state}
         if self.obs_type == "pixels_agent_pos":
             obs["pixels"] = {k: self.cameras.rgb(self.sim.data, k) for k in CAMERAS}
@@ -186,6 +198,9 @@ class ScriptedExpert:
         if target is None:
             target = self._last or self.motion.target()
         self._last = target
+        if isinstance(target, dict):  # bimanual: one ee_delta block per arm, in the profile's arm order
+            blocks = [self._ee_delta(self.env.ctls[arm], target[arm]) for arm in self.env.views]
+            return np.concatenate(blocks).astype(np.float32)
         ctl, a = self.env.ctl, np.zeros(self.env.action_dim)
         if self.env.action_type == "ee_delta":
             a[:3] = (target.pos - ctl.target_pos) / POS_SCALE
@@ -195,3 +210,12 @@ class ScriptedExpert:
             a[:-1] = ctl.ik(target.pos, target.quat, ctl.q_cmd)
         a[-1] = target.gripper * 2.0 - 1.0
         return a.astype(np.float32)
+
+    @staticmethod
+    def _ee_delta(ctl: ArmController, target: Target) -> np.ndarray:
+        a = np.zeros(7)
+        a[:3] = (target.pos - ctl.target_pos) / POS_SCALE
+        a[3:6] = quat_error(target.quat, ctl.target_quat) / ROT_SCALE
+        a[:6] = np.clip(a[:6], -1.0, 1.0)
+        a[-1] = target.gripper * 2.0 - 1.0
+        return a
