@@ -13,6 +13,7 @@ from lerobot.utils.constants import ACTION
 from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
 from lerobot_labvla.policy.depth_distill import PooledDepthEncoder, ScriptedDepthEncoder
+from lerobot_labvla.policy.modeling_labvla import LabVLAPolicy
 from lerobot_labvla.synthetic import DEPTH_KEY, make_depth_dataset
 
 
@@ -115,5 +116,9 @@ def test_a_scripted_depth_model_at_a_local_path_gives_the_targets(depth_ds, tmp_
     assert policy.config.depth_feature_dim == 5
     _, metrics = policy.forward(batch_of(depth_ds, pre))
     assert metrics["depth_loss"] > 0
+    policy.save_pretrained(tmp_path / "ckpt")
+    pre.save_pretrained(tmp_path / "ckpt")
+    loaded = LabVLAPolicy.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config.depth_feature_dim == 5 and torch.equal(loaded.depth.queries, policy.depth.queries)
     with pytest.raises(LabVLAError, match="is not a file"):
         ScriptedDepthEncoder(tmp_path / "missing.pt", grid=2)
