@@ -165,6 +165,7 @@ def test_demo_smoke_runs_every_stage(smoke):
             assert f"| {task} | id | {name} |" in report
             assert any((out / "eval").glob(f"{name}_{task}_id/videos/**/*.mp4"))
         assert (out / "eval" / f"expert_{task}_id.gif").stat().st_size > 1000
+    assert "No episode seeds found" not in report and "none of its " in report  # the seed check read real seeds
     # nothing succeeds in 30 steps: the margin table says so and the report claims nothing
     assert "## Margin over the blind baselines" in report and "no better than a blind baseline" in report
     assert "Learning target not met" in report and "target met**" not in report
@@ -180,7 +181,7 @@ def _example(name, *args, timeout=600):
 @pytest.mark.slow
 def test_examples_clean_train_evaluate_serve(smoke, tmp_path):
     out, _ = smoke
-    raw = next(p for p in (out / "data").iterdir() if p.is_dir() and not p.name.endswith(("_clean", ".staging")))
+    raw = out / "data" / "press_button_2ep_32px"  # one task's raw dataset, with its annotation streams
     _example("clean_dataset.py", "--src", raw, "--dst", tmp_path / "clean")
     assert json.loads((tmp_path / "clean" / "meta" / "info.json").read_text())["total_episodes"] >= 1
     _example("train.py", "--root", tmp_path / "clean", "--out", tmp_path / "train", "--steps", "2",

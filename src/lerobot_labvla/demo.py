@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -295,14 +296,30 @@ def train(name: str, cmd: list[str], out: Path, minutes: float, log_freq: int, p
 
 # --- 5. evaluation -------------------------------------------------------------------------------
 def lerobot_eval(name: str, ckpt: Path, task: str, split: str, episodes: int, image_size: int, out: Path,
-                 episode_length: int | None = None) -> Row:
+                 episode_length: int | None = None, quiet: bool = False) -> Row:
+    """`lerobot-eval` of one checkpoint on one task and split. `quiet`: its output goes to a log file beside
+    the results and one line is printed at the end (several run at once, one thread each)."""
     dst = out / f"{name}_{task}_{split}"
     shutil.rmtree(dst, ignore_errors=True)
-    run([BIN / "lerobot-eval", f"--policy.path={ckpt}", "--policy.device=cpu", "--env.type=labutopia",
-         f"--env.task={task}", f"--env.split={split}", f"--env.image_size={image_size}",
-         f"--eval.n_episodes={episodes}", "--eval.batch_size=1", f"--seed={EVAL_SEED}", f"--output_dir={dst}",
-         *([f"--env.episode_length={episode_length}"] if episode_length else [])])
+    cmd = [BIN / "lerobot-eval", f"--policy.path={ckpt}", "--policy.device=cpu", "--env.type=labutopia",
+           f"--env.task={task}", f"--env.split={split}", f"--env.image_size={image_size}",
+           f"--eval.n_episodes={episodes}", "--eval.batch_size=1", f"--seed={EVAL_SEED}", f"--output_dir={dst}",
+           *([f"--env.episode_length={episode_length}"] if episode_length else [])]
+    if quiet:
+        log = out / f"{dst.name}.log"
+        print("$", " ".join(str(c) for c in cmd), f"> {log}", flush=True)
+        with log.open("wb") as f:
+            proc = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, check=False,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        if proc.returncode != 0:
+            raise LabVLAError(f"lerobot-eval ({name}, {task}, {split}) failed with exit code {proc.returncode}; "
+                              f"log: {log}")
+    else:
+        run(cmd)
     agg = json.loads((dst / "eval_info.json").read_text())["overall"]
+    if quiet:
+        print(f"{name:>13} {task} {split}: success {agg['pc_success'] / 100:.2f}, progress "
+              f"{agg['avg_max_reward']:.2f} (lerobot-eval)", flush=True)
     videos = sorted(dst.glob("videos/**/*.mp4"))
     return Row(task, split, name, agg["pc_success"] / 100, agg["avg_max_reward"], episodes,
                str(videos[0]) if videos else "")
@@ -409,7 +426,7 @@ def verdict(rows: list[Row]) -> tuple[str, list[str]]:
         lines.append(f"| {r.task} | {r.split} | {r.policy} | {r.success:.2f} | {best.policy} {best.success:.2f} | "
                      f"{margin * 100:+.0f} points | {text} |")
     summary = (f"Learning target met by: {', '.join(met)}." if met else
-               "Learning target not met by any trained policy in this run (margins below).")
+               "Learning target not met by any trained policy in this run (see the margin table).")
     return summary, lines
 
 
@@ -522,8 +539,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
                    help=f"subset of {','.join(POLICIES)} (default: all but diffusion, the slowest trainer on a CPU)")
     p.add_argument("--parallel-train", action=argparse.BooleanOptionalAction, default=True,
-                   help="train labvla and ACT at the same time, one core and one thread each (same wall time and "
-                        "hardware for both; default on); --no-parallel-train runs them one after the other")
+                   help="train the policies at the same time, one thread each (same wall time and hardware for all; "
+                        "default on), and run their lerobot-evals side by side, one per core (logs in eval/*.log); "
+                        "--no-parallel-train runs each after the other with its output live")
     p.add_argument("--splits", default="id,ood")
     p.add_argument("--episode-length", type=int, default=None,
                    help="cut evaluation episodes to this many steps (smoke runs; default: the task's limit)")
@@ -651,16 +669,21 @@ def main(argv: list[str] | None = None) -> int:
     banner("5. evaluation (lerobot-eval --env.type=labutopia) and baselines")
     evals = out / "eval"
     evals.mkdir(exist_ok=True)
-    rows: list[Row] = []
-    for task in args.tasks:
-        for split in args.splits:
-            for r in runs:
-                rows.append(lerobot_eval(r.name, r.checkpoint, task, split, args.eval_episodes, args.image_size, evals,
-                                         args.episode_length))
-            base = [p for p in args.policies if p in ("do_nothing", "blind_replay", "expert")]
-            if base:
-                rows += [r for r in baselines(task, split, args.eval_episodes, args.image_size, evals, args.episode_length)
-                         if r.policy in base]
+    # Each lerobot-eval is one process at batch 1: on a CPU they run side by side, one core and thread each,
+    # while the baselines run here; the results do not depend on it (same seeds), only the wall time does.
+    cells = [(task, split) for task in args.tasks for split in args.splits]
+    width = min(len(cells) * len(runs), os.cpu_count() or 1) if args.parallel_train else 1
+    base = [p for p in args.policies if p in ("do_nothing", "blind_replay", "expert")]
+    with ThreadPoolExecutor(max_workers=max(1, width)) as pool:
+        trained = {(r.name, task, split): pool.submit(lerobot_eval, r.name, r.checkpoint, task, split,
+                                                      args.eval_episodes, args.image_size, evals, args.episode_length,
+                                                      quiet=width > 1)
+                   for task, split in cells for r in runs}
+        blind = {cell: [r for r in baselines(*cell, args.eval_episodes, args.image_size, evals, args.episode_length)
+                        if r.policy in base] if base else [] for cell in cells}
+        rows: list[Row] = []
+        for task, split in cells:
+            rows += [trained[(r.name, task, split)].result() for r in runs] + blind[(task, split)]
 
     banner("6. report")
     report = write_report(args, rows, runs, data_note, out, (time.monotonic() - t0) / 60)
