@@ -163,11 +163,13 @@ def load(path: Path, how: str) -> dict:
 
             policy = PreTrainedPolicy.from_pretrained.__func__(LabVLAPolicy, path, checkpoint_dir=_checkpoint_files(str(path), {}))
         seconds = time.perf_counter() - t0
-    weights = sum(p.numel() * p.element_size() for p in policy.state_dict().values())
+    peak_rss = status_kib("VmHWM") * 1024  # before the checksum below allocates its temporaries
+    # Unique tensors (the tied embedding / LM head once).
+    weights = sum(p.numel() * p.element_size() for p in {id(t): t for t in policy.state_dict().values()}.values())
     with torch.no_grad():
         checksum = float(sum(p.double().sum() for p in policy.parameters()))
     return {
-        "how": how, "seconds": round(seconds, 1), "peak_rss_gib": round(status_kib("VmHWM") / 2**20, 2),
+        "how": how, "seconds": round(seconds, 1), "peak_rss_gib": round(peak_rss / GIB, 2),
         "peak_anon_gib": round(anon.peak / GIB, 2), "anon_before_gib": round(base_anon / GIB, 2),
         "weights_gib": round(weights / GIB, 2), "checksum": checksum,
     }
@@ -209,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     if not set(loads) <= {"meta", "lerobot"} or not loads:
         print(f"error: --loads {args.loads!r}: give meta, lerobot or meta,lerobot", file=sys.stderr)
         return 2
-    # ~10 GiB of weights at 36 layers (bf16 VLM + fp32 expert): the LeRobot load holds two copies, the meta load one.
-    weights = 10.0 * (0.35 + 0.65 * args.vlm_layers / 36) * GIB
+    # ~9.5 GiB of weights at 36 layers (bf16 VLM + fp32 expert). The LeRobot load holds the random-init
+    # model plus the file's pages, the meta load the file's pages (page cache, which the kernel can drop).
+    weights = 9.5 * (0.35 + 0.65 * args.vlm_layers / 36) * GIB
     need = (2 if "lerobot" in loads else 1) * weights + 2 * GIB
     if mem_available() < need:
         print(f"error: {mem_available() / GIB:.1f} GiB available, these loads need about {need / GIB:.0f} GiB; "

@@ -487,9 +487,11 @@ def run_config(args, ds, sizes: Sizes) -> dict:
     batches_1 = {k: own[k][0] if k in own else token_batch(lab1, prompt_tokens, padded) for k in policies}
     batches_n = {k: own[k][1] if k in own else token_batch(labn, prompt_tokens, padded) for k in policies}
     cams, grid = len(CAMERAS), args.image_size // 16
-    labvla_tokens = cams * ((grid // 2) ** 2 + 2) + labvla.config.max_prompt_tokens
+    # Every camera slot (3 by default; a slot without a camera is the first camera again, masked) with
+    # <vision_start/end>, then the prompt padded to max_prompt_tokens.
+    labvla_tokens = labvla.config.num_camera_slots * ((grid // 2) ** 2 + 2) + labvla.config.max_prompt_tokens
     prefix_tokens = {  # images + the prompt padded to max_prompt_tokens (+ smolvla's state token)
-        "labvla": labvla_tokens,  # (+ <vision_start/end> per camera)
+        "labvla": labvla_tokens,
         "labvla_ki": labvla_tokens + 1,  # + the state token (FAST targets follow in training)
         "pi05": cams * (args.image_size // 14) ** 2 + padded,
         "smolvla": cams * (grid // 2) ** 2 + padded + 1,

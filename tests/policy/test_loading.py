@@ -69,6 +69,12 @@ def test_meta_load_builds_no_weights_and_equals_lerobots_load(ds7, tmp_path, mon
     loss, _ = loaded.train().forward(batch)
     loss.backward()  # assigned tensors are trainable parameters
     assert loaded.expert.action_in_proj.weight.grad is not None
+    # On CPU the assigned tensors map the file (copy-on-write): saving over the checkpoint it was loaded
+    # from must still write the same weights.
+    loaded.save_pretrained(tmp_path)
+    again = load_file(str(tmp_path / "model.safetensors"))
+    for key, tensor in again.items():
+        assert torch.equal(tensor, theirs[key]), key
 
 
 def test_weights_missing_from_the_file_are_initialised_and_named(ds7, tmp_path, caplog):

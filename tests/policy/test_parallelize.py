@@ -58,3 +58,28 @@ def test_fused_adamw_groups_step_like_the_plain_optimizer(ds7):
 def _names(policy, groups) -> list[list[str]]:
     by_id = {id(p): n for n, p in policy.named_parameters()}
     return [[by_id[id(p)] for p in g["params"]] for g in groups]
+
+
+def test_compile_blocks_gives_the_same_loss_and_gradients(ds7):
+    import torch._dynamo
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from lerobot_labvla.policy.parallelize import compile_blocks
+    from test_policy_modeling import raw_batch
+
+    torch._dynamo.reset()
+    cfg = LabVLAConfig(**TINY, mode="finetune")
+    policy = make_policy(cfg, ds_meta=ds7.meta)
+    pre, _ = make_pre_post_processors(cfg, dataset_stats=ds7.meta.stats)
+    batch = pre(raw_batch(ds7, size=2))
+    twin = copy.deepcopy(policy)
+    # dynamo's eager backend: the graphs are dynamo's (what compile changes), without inductor's minutes on CPU.
+    assert compile_blocks(twin, backend="eager") == len(policy.expert.blocks) + 2  # + the tiny VLM's 2 layers
+    results = []
+    for p in (policy, twin):
+        torch.manual_seed(0)
+        loss, _ = p.train().forward(dict(batch))
+        loss.backward()
+        results.append((loss.detach(), p.expert.action_in_proj.weight.grad, p.backbone.vlm.model.language_model.layers[0].mlp.up_proj.weight.grad))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)

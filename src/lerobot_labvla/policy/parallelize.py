@@ -101,11 +101,11 @@ def fused_adamw_available(policy) -> bool:
     )
 
 
-def compile_blocks(policy) -> int:
+def compile_blocks(policy, **compile_kwargs) -> int:
     """`torch.compile` each expert block and VLM decoder layer in place (torchtitan's per-block compile:
     one graph per block type, reused by every layer), for training and inference. Returns how many."""
     blocks = [*getattr(policy.expert, "blocks", [])]
     blocks += [m for m in policy.backbone.vlm.modules() if type(m).__name__ == "Qwen3VLTextDecoderLayer"]
     for block in blocks:
-        block.compile(dynamic=False)
+        block.compile(**({"dynamic": False} | compile_kwargs))
     return len(blocks)
