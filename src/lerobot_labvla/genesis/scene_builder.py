@@ -175,6 +175,7 @@ def plan_scene(wf, rz, layout_rng: np.random.Generator, jitter_rng: np.random.Ge
     jitter = wf.scene.jitter if rz.jitter.xy is None else rz.jitter.xy
     objs = sorted(wf.scene.objects, key=lambda o: -L.for_object(o).footprint)
     placed: list[Placement] = []
+    keep_out: list[Placement] = []  # where doors swing: nothing else goes there
     for o in objs:
         v = L.for_object(o)
         yaw = float(jitter_rng.uniform(-rz.jitter.yaw, rz.jitter.yaw)) if v.family.yaw and rz.jitter.yaw else 0.0
@@ -189,13 +190,14 @@ def plan_scene(wf, rz, layout_rng: np.random.Generator, jitter_rng: np.random.Ge
             xy = (o.at[0] + dx + float(j[0]), o.at[1] + dy + float(j[1]))
             first = first or xy
             p = Placement(o.name, v, xy, yaw)
-            if (_on_bench(xy, v.footprint) and not _overlaps(xy, v.footprint, placed, gap)
+            if (_on_bench(xy, v.footprint) and not _overlaps(xy, v.footprint, placed + keep_out, gap)
                     and (not _in_box(o.at) or _in_box(xy))
                     and (o.name not in targets or in_reach(wf.robot, xy, _reach_slack(p)))):
                 break
         else:
             xy = first  # nothing valid: keep the nominal + jitter spot, validation will say why
         placed.append(Placement(o.name, v, xy, yaw))
+        keep_out += door_swing(placed[-1])
     plan = ScenePlan(placed, targets, points, robot=wf.robot)
     plan.segments = carry_segments(wf, plan)
     lo, hi = rz.clutter.count
@@ -206,12 +208,29 @@ def plan_scene(wf, rz, layout_rng: np.random.Generator, jitter_rng: np.random.Ge
         (x0, x1), (y0, y1) = CLUTTER_REGION
         for _ in range(tries):
             xy = (float(clutter_rng.uniform(x0, x1)), float(clutter_rng.uniform(y0, y1)))
-            if (_on_bench(xy, v.footprint) and not _overlaps(xy, v.footprint, plan.placements, 0.03)
+            if (_on_bench(xy, v.footprint) and not _overlaps(xy, v.footprint, plan.placements + keep_out, 0.03)
                     and not _on_path(xy, v.footprint, plan.segments, 0.04)
                     and not any(math.hypot(xy[0] - q[0], xy[1] - q[1]) < v.footprint + 0.08 for q in points)):
                 plan.placements.append(Placement(f"clutter_{i}", v, xy, clutter=True))
                 break
     return plan
+
+
+def door_swing(p: Placement) -> list[Placement]:
+    """Discs covering the sector a cabinet's door (and its handle) sweeps from closed to fully open (none for
+    other objects). The hinge is on the front (-x) face's -y edge; opening turns the door from +y towards -x."""
+    if p.variant.family.name != "cabinet":
+        return []
+    w, d = p.variant.kwargs.get("width", 0.3), p.variant.kwargs.get("depth", 0.25)
+    c, s = math.cos(p.yaw), math.sin(p.yaw)
+    hinge = (-d / 2, -w / 2)
+    discs = []
+    for a in np.radians((20, 60, 100)):
+        lx, ly = hinge[0] - 0.5 * w * math.sin(a), hinge[1] + 0.5 * w * math.cos(a)
+        xy = (p.xy[0] + c * lx - s * ly, p.xy[1] + s * lx + c * ly)
+        swing = L.Variant(L.FAMILIES["target_zone"], "door_swing", {"half_size": (w / 2 / math.sqrt(2) + 0.045,) * 2})
+        discs.append(Placement(f"{p.name}_door_swing", swing, xy))
+    return discs
 
 
 # --- checks on the plan (geometry) ------------------------------------------------------------------
