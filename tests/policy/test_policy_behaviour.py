@@ -188,10 +188,13 @@ def test_a_sample_gets_the_same_chunk_alone_or_in_a_batch_and_its_chunk_reads_it
 
 def test_fast_is_fitted_on_the_relative_actions_that_training_encodes(ds7):
     """With `use_relative_actions` the model's targets are `action - state`: FAST must be fitted on
-    those (fitted on the absolute actions, its range clips them and the round trip is off by ~0.3)."""
+    those. On ds7 they span about twice the absolute range: a tokenizer fitted on the absolute actions
+    clips them on decoding (measured: mean error 0.17, max 1.3; fitted on the relative ones: 0.02, 0.09)."""
     policy, pre = build(ds7, mode="fast_pretrain", use_relative_actions=True)
-    batch = batch_of(ds7, pre, [0, 6, 12, 21, 27, 35])  # relative and normalized, as forward sees them
-    chunks = torch.nn.functional.pad(batch[ACTION], (0, policy.config.max_action_dim - batch[ACTION].shape[-1])).numpy()
+    batch = batch_of(ds7, pre, list(range(40)))  # every frame, relative and normalized as forward sees them
+    real = batch[ACTION].shape[-1]
+    chunks = torch.nn.functional.pad(batch[ACTION], (0, policy.config.max_action_dim - real)).numpy()
     result = policy.fast.decode(policy.fast.encode(chunks))
+    err = abs(result.actions - chunks)[..., :real]
     assert not result.errors
-    assert abs(result.actions - chunks).mean() < 0.05
+    assert err.mean() < 0.06 and err.max() < 0.5, (err.mean(), err.max())
