@@ -201,18 +201,17 @@ class ScriptedExpert:
         if isinstance(target, dict):  # bimanual: one ee_delta block per arm, in the profile's arm order
             blocks = [self._ee_delta(self.env.ctls[arm], target[arm]) for arm in self.env.views]
             return np.concatenate(blocks).astype(np.float32)
-        ctl, a = self.env.ctl, np.zeros(self.env.action_dim)
+        ctl = self.env.ctl
         if self.env.action_type == "ee_delta":
-            a[:3] = (target.pos - ctl.target_pos) / POS_SCALE
-            a[3:6] = quat_error(target.quat, ctl.target_quat) / ROT_SCALE
-            a[:6] = np.clip(a[:6], -1.0, 1.0)
-        else:
-            a[:-1] = ctl.ik(target.pos, target.quat, ctl.q_cmd)
+            return self._ee_delta(ctl, target).astype(np.float32)
+        a = np.zeros(self.env.action_dim)
+        a[:-1] = ctl.ik(target.pos, target.quat, ctl.q_cmd)
         a[-1] = target.gripper * 2.0 - 1.0
         return a.astype(np.float32)
 
     @staticmethod
     def _ee_delta(ctl: ArmController, target: Target) -> np.ndarray:
+        """[dpos / POS_SCALE, drot / ROT_SCALE (clipped to [-1, 1]), gripper] that moves `ctl`'s target to `target`."""
         a = np.zeros(7)
         a[:3] = (target.pos - ctl.target_pos) / POS_SCALE
         a[3:6] = quat_error(target.quat, ctl.target_quat) / ROT_SCALE
