@@ -142,6 +142,8 @@ def _scenes(args) -> int:
 def _preview(args) -> int:
     """A grid of first frames: row `none`, then each randomization axis alone at the preset's ranges, then all
     of them; one column per seed; the instruction each episode would get under the cell."""
+    import textwrap
+
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -186,8 +188,8 @@ def _preview(args) -> int:
                 grid.paste(Image.fromarray(cams.rgb(sim.data, args.camera)), (x, y))
             finally:
                 cams.close()
-            text = ctx.get("instruction", wf.instruction)
-            draw.text((x + 2, y + s + 1), f"seed {args.seed + k}: {text[:s // 6]}\n{text[s // 6: s // 3]}", fill=(0, 0, 0))
+            lines = textwrap.wrap(f"seed {args.seed + k}: {ctx.get('instruction', wf.instruction)}", max(8, s // 6 - 1))
+            draw.text((x + 2, y + s + 1), "\n".join(lines[:2]), fill=(0, 0, 0))
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp.png")
     grid.save(tmp)
