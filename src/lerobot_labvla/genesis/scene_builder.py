@@ -37,6 +37,7 @@ CLUTTER_REGION = ((0.25, 0.95), (-0.65, 0.65))
 # move never takes an object whose nominal spot is inside this box out of it.
 SKILL_BOX = ((0.47, 0.75), (-0.35, 0.35))
 CARRY_HEIGHT = 0.10  # the bottom of a carried object (picks lift 12 cm) stays above this
+ARM_CLEARANCE = 0.12  # clutter keeps this far (edge to edge) from objects a step acts on: the arm works around them
 FINGER_REACH = 0.022  # m beyond an object's radius where an open finger sits
 FINGER_PAD = 0.012
 PENETRATION = 0.002
@@ -210,6 +211,7 @@ def plan_scene(wf, rz, layout_rng: np.random.Generator, jitter_rng: np.random.Ge
             xy = (float(clutter_rng.uniform(x0, x1)), float(clutter_rng.uniform(y0, y1)))
             if (_on_bench(xy, v.footprint) and not _overlaps(xy, v.footprint, plan.placements + keep_out, 0.03)
                     and not _on_path(xy, v.footprint, plan.segments, 0.04)
+                    and not _overlaps(xy, v.footprint, [p for p in placed if p.name in targets], ARM_CLEARANCE)
                     and not any(math.hypot(xy[0] - q[0], xy[1] - q[1]) < v.footprint + 0.08 for q in points)):
                 plan.placements.append(Placement(f"clutter_{i}", v, xy, clutter=True))
                 break
