@@ -71,7 +71,9 @@ def main() -> int:
                 reply = ws.recv()
                 if isinstance(reply, str):
                     raise SystemExit(f"server error: {reply}")
-                actions = np.asarray(msgpack_numpy.unpackb(reply)["actions"])
+                # the OpenPI reply may be zero-padded to more columns (labvla-serve --pad-action-dim, as the
+                # official server does): the robot's own dims are the first `action_dim`
+                actions = np.asarray(msgpack_numpy.unpackb(reply)["actions"])[:, : metadata["action_dim"]]
                 chunks += 1
                 for a in actions:
                     obs, reward, term, trunc, info = env.step(np.clip(a, -1, 1).astype(np.float32))
