@@ -39,6 +39,11 @@ def test_open_door_workflow_asks_for_the_benchmarks_angle(tmp_path):
     assert wf["steps"][0]["open"]["angle"] >= 1.2  # LabUtopia's rule is >= 1.0 rad; the skill stops at angle - 0.2
 
 
+def test_diffusion_is_an_opt_in_peer():
+    assert demo.parse_args([]).policies == ["labvla", "act", "do_nothing", "blind_replay", "expert"]
+    assert "diffusion" in demo.parse_args(["--policies", "labvla,diffusion"]).policies
+
+
 def test_cli_rejects_unknown_task_in_one_line():
     proc = subprocess.run([sys.executable, "-m", "lerobot_labvla.demo", "--tasks", "juggle"],
                           capture_output=True, text=True, cwd=ROOT)
