@@ -123,7 +123,6 @@ class PrefixKV:
     keys: list[Tensor]  # per layer (B, kv_heads, L, D), q/k-normed and rotated as the backbone attends
     values: list[Tensor]  # per layer (B, kv_heads, L, D)
     next_position: Tensor  # (3, B, 1) the M-RoPE position after the prefix
-    mask: Tensor | None = None  # (B, L) True on tokens the suffix may attend to
 
 
 class MoTActionExpert(nn.Module):
