@@ -98,3 +98,18 @@ def test_validator_checks_arms_of_bimanual_steps(text, message):
           + text)
     issues = [str(i) for i in validate(parse_workflow(wf))]
     assert any(message in i for i in issues), issues
+
+
+def test_robots_cli_lists_every_profile_with_dims_and_licence(capsys):
+    import json
+
+    from lerobot_labvla.genesis.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["robots", "--json"])
+    assert done.value.code == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"fr3", "ur5e", "xarm7", "kinova3", "aloha"}
+    assert rows["aloha"]["arms"] == "left+right" and rows["aloha"]["state/action"] == "14/14"
+    assert rows["ur5e"]["dof"] == "6" and "MIT" in rows["ur5e"]["model files (licence)"]
+    assert "Apache-2.0" in rows["fr3"]["model files (licence)"]
