@@ -142,7 +142,7 @@ def write_checkpoint(out: Path, vlm_layers: int) -> dict:
     post.save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    params = sum(p.numel() for p in policy.parameters())
+    params = sum(t.numel() for name, t in state.items() if name in dict(policy.named_parameters()))
     return {"params": params, "file_bytes": (out / "model.safetensors").stat().st_size}
 
 
@@ -163,16 +163,32 @@ def load(path: Path, how: str) -> dict:
 
             policy = PreTrainedPolicy.from_pretrained.__func__(LabVLAPolicy, path, checkpoint_dir=_checkpoint_files(str(path), {}))
         seconds = time.perf_counter() - t0
-    peak_rss = status_kib("VmHWM") * 1024  # before the checksum below allocates its temporaries
-    # Unique tensors (the tied embedding / LM head once).
-    weights = sum(p.numel() * p.element_size() for p in {id(t): t for t in policy.state_dict().values()}.values())
-    with torch.no_grad():
-        checksum = float(sum(p.double().sum() for p in policy.parameters()))
+        rss_loaded = status_kib("VmHWM") * 1024
+        # Read every weight once, as a first forward pass does: the meta load's tensors map the file
+        # (copy-on-write), so its pages are read from disk or the page cache here, not in the load.
+        t0 = time.perf_counter()
+        checksum = 0.0
+        with torch.no_grad():
+            for p in unique_tensors(policy):
+                for part in p.reshape(-1).split(1 << 22):  # float64 temporaries of 32 MiB at most
+                    checksum += float(part.double().sum())
+        touch_seconds = time.perf_counter() - t0
+        rss_touched = status_kib("VmHWM") * 1024
+    weights = sum(p.numel() * p.element_size() for p in unique_tensors(policy))
     return {
-        "how": how, "seconds": round(seconds, 1), "peak_rss_gib": round(peak_rss / GIB, 2),
+        "how": how, "seconds": round(seconds, 1), "touch_all_weights_seconds": round(touch_seconds, 1),
+        "peak_rss_gib_after_load": round(rss_loaded / GIB, 2), "peak_rss_gib_after_touch": round(rss_touched / GIB, 2),
         "peak_anon_gib": round(anon.peak / GIB, 2), "anon_before_gib": round(base_anon / GIB, 2),
         "weights_gib": round(weights / GIB, 2), "checksum": checksum,
     }
+
+
+def unique_tensors(policy) -> list:
+    """Parameters and buffers, each storage once (the tied embedding / LM head is one tensor)."""
+    seen: dict[int, object] = {}
+    for t in [*policy.parameters(), *policy.buffers()]:
+        seen.setdefault(t.data_ptr(), t)
+    return list(seen.values())
 
 
 def child(args: list[str], timeout: int) -> dict:
@@ -250,9 +266,11 @@ def main(argv: list[str] | None = None) -> int:
                          "peak_anon_lerobot/meta": round(rows["lerobot"]["peak_anon_gib"] / rows["meta"]["peak_anon_gib"], 2)}
     print(f"\nlabvla 4B configuration, {args.vlm_layers} of 36 VLM layers: {written['params'] / 1e9:.2f}B params, "
           f"{run['checkpoint']['file_gib']} GiB file; load average {load_avg[0]:.1f}")
-    print(f"{'load':<8} {'seconds':>8} {'peak RSS GiB':>13} {'peak anon GiB':>14} {'weights GiB':>12}")
+    print(f"{'load':<8} {'load s':>7} {'peak RSS GiB':>13} {'read all weights s':>19} {'peak RSS GiB':>13} "
+          f"{'peak anon GiB':>14} {'weights GiB':>12}")
     for how, r in rows.items():
-        print(f"{how:<8} {r['seconds']:>8.1f} {r['peak_rss_gib']:>13.2f} {r['peak_anon_gib']:>14.2f} {r['weights_gib']:>12.2f}")
+        print(f"{how:<8} {r['seconds']:>7.1f} {r['peak_rss_gib_after_load']:>13.2f} {r['touch_all_weights_seconds']:>19.1f} "
+              f"{r['peak_rss_gib_after_touch']:>13.2f} {r['peak_anon_gib']:>14.2f} {r['weights_gib']:>12.2f}")
     if "identical_weights" in run:
         print(f"identical weights: {run['identical_weights']}")
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -266,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 NOTES = [
-    "each load runs in a fresh process; peak_anon = sampled RssAnon (20 ms), peak_rss = VmHWM, which also counts the "
-    "checkpoint's file pages that safetensors maps while reading",
+    "each load runs in a fresh process; peak_anon = sampled RssAnon (20 ms) during load + read; peak_rss = VmHWM after "
+    "the load and after reading every weight once (the meta load's tensors map the file copy-on-write, so their pages "
+    "are read on first use and count as file pages, which the kernel can drop and which processes share)",
     "lerobot = PreTrainedPolicy.from_pretrained as LeRobot ships it (random init, then a copy from the file); "
     "meta = LabVLAPolicy.from_pretrained (policy/loading.py: init_empty_weights + load_state_dict(assign=True))",
     "measured on a shared 2-core machine under the load given per run; seconds scale with it",
