@@ -122,3 +122,28 @@ def test_a_scripted_depth_model_at_a_local_path_gives_the_targets(depth_ds, tmp_
     assert loaded.config.depth_feature_dim == 5 and torch.equal(loaded.depth.queries, policy.depth.queries)
     with pytest.raises(LabVLAError, match="is not a file"):
         ScriptedDepthEncoder(tmp_path / "missing.pt", grid=2)
+
+
+def test_genesis_depth_videos_are_depth_targets_in_metres_not_camera_slots():
+    """`labvla-genesis generate --depth` writes depth-map VIDEO features, which LeRobot types VISUAL like the
+    cameras: they must not take a camera slot, and they decode in millimetres (LeRobot's depth unit,
+    no normalization for VISUAL), so the targets are scaled to metres."""
+    from lerobot.configs.types import FeatureType
+    from lerobot.utils.feature_utils import dataset_to_policy_features
+
+    from lerobot_labvla.genesis.export import dataset_features
+
+    features = dataset_to_policy_features(dataset_features(["beaker"], ("front", "side", "wrist"), 32, depth_cameras=("front", "side")))
+    assert features["observation.depth.front"].type is FeatureType.VISUAL  # LeRobot's typing, the reason for the filter
+    cfg = LabVLAConfig(backbone="tiny", device="cpu", image_size=32, expert_layers=2, expert_width=64, expert_heads=4,
+                       fast_vocab_size=512, depth_distill=True, depth_grid=2, mode="ki",
+                       input_features={k: f for k, f in features.items() if k != ACTION},
+                       output_features={ACTION: features[ACTION]})
+    cfg.validate_features()  # 3 cameras + 2 depth maps fit the 3 camera slots
+    assert cfg.camera_keys == ["observation.images.front", "observation.images.side", "observation.images.wrist"]
+    policy = LabVLAPolicy(cfg)
+    assert policy.depth.keys == ["observation.depth.front", "observation.depth.side"]
+    metres = torch.rand(2, 1, 32, 32) + 0.5
+    in_mm = {k: metres * 1000.0 for k in policy.depth.keys}  # what LeRobotDataset hands the policy
+    expected = PooledDepthEncoder(2)(metres)
+    assert torch.allclose(policy.depth.targets(in_mm), torch.cat([expected, expected], dim=1), atol=1e-5)

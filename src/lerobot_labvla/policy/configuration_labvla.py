@@ -247,6 +247,12 @@ class LabVLAConfig(PreTrainedConfig):
         return int(self.output_features[ACTION].shape[0])
 
     @property
+    def image_features(self) -> dict:
+        # LeRobot types every video feature VISUAL, depth maps too (`labvla-genesis generate --depth` writes
+        # `observation.depth.<camera>`): those feed depth distillation, never a camera slot.
+        return {k: f for k, f in super().image_features.items() if not k.startswith("observation.depth")}
+
+    @property
     def camera_keys(self) -> list[str]:
         return list(self.image_features)
 

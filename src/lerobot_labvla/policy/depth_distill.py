@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from lerobot.configs.types import FeatureType
 from torch import Tensor, nn
 
 from lerobot_labvla.errors import LabVLAError
@@ -94,9 +95,14 @@ class ScriptedDepthEncoder(nn.Module):
 class DepthDistill(nn.Module):
     """Query tokens `(Q, H)` for the backbone, a projection of their outputs, and the loss to depth features."""
 
-    def __init__(self, hidden_size: int, keys: list[str], *, grid: int, feature_dim: int, encoder: str | None):
+    def __init__(self, hidden_size: int, keys: list[str], *, grid: int, feature_dim: int, encoder: str | None,
+                 millimetre_keys: tuple[str, ...] = ()):
         super().__init__()
         self.keys = keys
+        # Depth-map videos (VISUAL features, `generate --depth`) decode in LeRobot's unit, millimetres, and
+        # are not normalized (IDENTITY for VISUAL): scaled to metres so the targets are O(1) like the
+        # MEAN_STD-normalized float streams.
+        self.millimetre_keys = frozenset(millimetre_keys)
         self.tokens_per_stream = grid * grid
         self.queries = nn.Parameter(torch.randn(len(keys) * self.tokens_per_stream, hidden_size) * 0.02)
         self.proj = nn.Sequential(nn.Linear(hidden_size, 2 * hidden_size), nn.GELU(), nn.Linear(2 * hidden_size, feature_dim))
@@ -138,7 +144,7 @@ class DepthDistill(nn.Module):
     @torch.no_grad()
     def targets(self, batch: dict) -> Tensor:
         """Depth features `(B, Q, D)` of every stream, in query order."""
-        maps = [as_maps(batch[k]) for k in self.keys]
+        maps = [as_maps(batch[k]) * (1e-3 if k in self.millimetre_keys else 1.0) for k in self.keys]
         encoder = self.encoder.to(maps[0].device)
         return torch.cat([encoder(m) for m in maps], dim=1)
 
@@ -171,4 +177,6 @@ def build_depth_distill(config, hidden_size: int) -> DepthDistill | None:
         probe = make_encoder(config.depth_encoder, config.depth_grid)(torch.zeros(1, 1, 64, 64))
         config.depth_feature_dim = int(probe.shape[-1])  # saved in config.json: loading needs no encoder
     logger.info("depth distillation on %s: %d query tokens, loss weight %s", keys, len(keys) * config.depth_grid**2, config.depth_loss_weight)
-    return DepthDistill(hidden_size, keys, grid=config.depth_grid, feature_dim=config.depth_feature_dim, encoder=config.depth_encoder)
+    videos = tuple(k for k in keys if config.input_features[k].type is FeatureType.VISUAL)
+    return DepthDistill(hidden_size, keys, grid=config.depth_grid, feature_dim=config.depth_feature_dim,
+                        encoder=config.depth_encoder, millimetre_keys=videos)
