@@ -95,6 +95,7 @@ def test_compiled_denoise_step_compiles_a_bounded_number_of_graphs(ds7, monkeypa
     real_compile = torch.compile
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend="eager", dynamic=kw.get("dynamic")))
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # reset() keeps the counters: graphs other tests compiled would count here
     cfg = LabVLAConfig(**TINY, mode="ki", compile=True)
     policy = make_policy(cfg, ds_meta=ds7.meta)
     pre, _ = make_pre_post_processors(cfg, dataset_stats=ds7.meta.stats)
