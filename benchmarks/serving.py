@@ -368,14 +368,16 @@ def git_commit() -> str:
 
 
 def tiny_checkpoint() -> Path:
-    """A tiny labvla checkpoint trained 1 step by lerobot-train on a synthetic dataset (cached)."""
-    ckpt = CACHE / "tiny_labvla" / "train" / "checkpoints" / "last" / "pretrained_model"
+    """A tiny labvla checkpoint trained 1 step by lerobot-train on a synthetic dataset (cached per version of
+    the policy code: a checkpoint saved by older code may not load in newer code)."""
+    tree = subprocess.run(["git", "rev-parse", "HEAD:src/lerobot_labvla/policy"], cwd=ROOT, capture_output=True, text=True)
+    root = CACHE / f"tiny_labvla_{tree.stdout.strip()[:12] or 'nogit'}"
+    ckpt = root / "train" / "checkpoints" / "last" / "pretrained_model"
     if (ckpt / "config.json").exists():
         return ckpt
     sys.path.insert(0, str(ROOT / "tests"))
     from synthetic import make_dataset
 
-    root = CACHE / "tiny_labvla"
     import shutil
 
     shutil.rmtree(root, ignore_errors=True)
