@@ -116,7 +116,9 @@ def test_second_reflex_stops_recording_with_one_line_and_keeps_saved_episodes(fr
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     ds = LeRobotDataset("local/faulted", root=root)  # finalized by lerobot-record, loadable
-    # The reflexes fire on the sim's wall clock (4 s, 8 s) while episodes last 3 s plus start-up, so on a slow
-    # machine the second reflex can land in episode 1: one or two episodes are saved, never the faulted one.
-    assert 1 <= ds.meta.total_episodes <= 2
+    # The reflexes fire on the sim's wall clock (4 s, 8 s) while episodes last 3 s plus start-up and resets, so
+    # which episode the second one ends depends on the machine (1, 2 or 3 saved: a quiet CI box saved 3). What
+    # must hold: the run stops before the 4 asked for with what it saved intact (frame counts depend on the
+    # loop's speed, so they are not asserted here).
+    assert 1 <= ds.meta.total_episodes <= 3
     assert len(ds) == ds.meta.total_frames and np.isfinite(np.stack(ds.hf_dataset.with_format("numpy")["observation.state"])).all()
