@@ -10,7 +10,6 @@ Prints a table and writes benchmarks/results/genesis_randomize.json (git commit,
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import subprocess
@@ -19,6 +18,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from lerobot_labvla.genesis.scene_survey import write_json
 from lerobot_labvla.genesis.runner import EpisodeJob, episode_seed, run_episode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,10 +58,7 @@ def main() -> None:
            "seconds": round(time.perf_counter() - t0, 1), "loadavg_1min": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
            "note": "rollouts without cameras (success and filtering do not depend on rendering); machine shared with other jobs"}
     path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(out, path)  # temp file, then rename
     print(f"wrote {path}")
 
 
