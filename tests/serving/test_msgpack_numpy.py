@@ -39,6 +39,8 @@ def test_encoding_is_openpis_layout():
         (msgpack.packb({b"__ndarray__": True, b"data": b"\x00" * 8, b"dtype": "|O", b"shape": [1]}), "not allowed"),
         (msgpack.packb({b"__ndarray__": True, b"data": b"\x00" * 8, b"dtype": "<f4", b"shape": [3]}), "cannot reshape"),
         (msgpack.packb({b"__ndarray__": True, b"data": b""}), "malformed __ndarray__"),
+        # 2**32 * 2**32 elements wrap to 0 in int64: the size check must use exact integers.
+        (msgpack.packb({b"__ndarray__": True, b"data": b"", b"dtype": "|u1", b"shape": [2**32, 2**32]}), "0 bytes of data cannot"),
     ],
 )
 def test_bad_payloads_raise_wire_format_error(payload, match):
