@@ -89,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="apply a report made on another copy or an earlier state of --src (fingerprint mismatch)")
     clean.add_argument("--verbose", action="store_true", help="let LeRobot and the video encoder print their output")
 
+    merge = sub.add_parser("merge", parents=[common], help="merge datasets (of different robots with --pad) into one v3.0 dataset")
+    merge.add_argument("--src", required=True, type=Path, nargs="+", help="two or more v3.0 datasets (never modified)")
+    merge.add_argument("--dst", required=True, type=Path, help="new dataset folder (must not exist)")
+    merge.add_argument("--pad", action="store_true",
+                       help="zero-pad state/action (and other vectors) to the widest source, with per-frame "
+                            "dim_is_pad.observation.state / dim_is_pad.action masks the labvla policy reads")
+    merge.add_argument("--repo-id", default=None, help="repo_id of the new dataset (default local/<dst name>)")
+    merge.add_argument("--overwrite", action="store_true", help="replace --dst if it exists")
+    merge.add_argument("--verbose", action="store_true", help="let LeRobot print its progress")
+
     stats = sub.add_parser("stats", parents=[common], help="per-feature stats (LeRobot's compute_stats), per episode and overall")
     stats.add_argument("--dataset", required=True, type=Path, help="dataset folder")
     stats.add_argument("--schema", choices=SCHEMAS, default="lerobot", help="name dims and check ranges")
@@ -174,6 +184,20 @@ def main(argv: list[str] | None = None) -> int:
         if log["clipped"]:
             print(f"  clipped action values in {len(log['clipped'])} episodes")
         print(f"  log: {args.dst / 'clean_log.json'}")
+        return 0
+    if args.command == "merge":
+        from lerobot_labvla.data_process.merge import merge
+
+        with _silenced(not args.verbose):
+            log = merge(args.src, args.dst, pad=args.pad, repo_id=args.repo_id, overwrite=args.overwrite)
+        print(f"merged {len(log['sources'])} datasets -> {args.dst} (robot_type {log['robot_type']}) "
+              f"in {log['elapsed_s']:.1f}s")
+        for src in log["sources"]:
+            dims = ", ".join(f"{k.removesuffix('_width')} {v}" for k, v in src.items() if k.endswith("_width"))
+            print(f"  episodes {src['episodes'][0]}-{src['episodes'][1]}: {src['robot_type']} ({dims}) {src['root']}")
+        for key, pad in log["padded"].items():
+            print(f"  {key}: zero-padded to {pad['width']} (masks: {', '.join(log['masks'])})")
+        print(f"  log: {args.dst / 'merge_log.json'}")
         return 0
     if args.command == "stats":
         from lerobot_labvla.data_process.stats import compute_stats, stats_table

@@ -357,7 +357,8 @@ def column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
         col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     t = col.type
     is_list = pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)
-    if is_list and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
+    if is_list and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)
+                    or pa.types.is_boolean(t.value_type)):  # bool: `labvla-data merge --pad`'s dim_is_pad masks
         n = len(col)
         values = col.flatten().to_numpy(zero_copy_only=False)
         if n == 0:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from lerobot_labvla.data_process.merge import ACTION_DIM_PAD
 from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.policy.fast_tokenizer import FastTokenizer
 
@@ -28,33 +29,40 @@ logger = logging.getLogger(__name__)
 
 def load_action_chunks(
     root: str | Path, chunk_size: int, *, max_chunks: int = 20_000, seed: int = 0, with_state: bool = False
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """`(N, chunk_size, A)` chunks starting at every frame (past an episode's end the last action
-    repeats, as LeRobot's delta-timestamp loader pads) and, with `with_state`, the `(N, S)` state at
-    each chunk's first frame. At most `max_chunks`, sampled evenly at random."""
+    repeats, as LeRobot's delta-timestamp loader pads), with `with_state` the `(N, S)` state at
+    each chunk's first frame, and the `(N, A)` `dim_is_pad.action` mask of a mixed-robot dataset
+    (`labvla-data merge --pad`; else None). At most `max_chunks`, sampled evenly at random."""
     files = sorted(Path(root).glob("data/**/*.parquet"))
     if not files:
         raise LabVLAError(f"no parquet files under {Path(root) / 'data'}; is {root} a LeRobot dataset?")
-    columns = ["episode_index", "action"] + (["observation.state"] if with_state else [])
-    chunks, states = [], []
+    has_mask = ACTION_DIM_PAD in pq.read_schema(files[0]).names
+    columns = ["episode_index", "action"] + (["observation.state"] if with_state else []) + ([ACTION_DIM_PAD] if has_mask else [])
+    chunks, states, masks = [], [], []
     for f in files:
         table = pq.read_table(f, columns=columns)
         episodes = table.column("episode_index").to_numpy()
         actions = np.stack(table.column("action").to_numpy(zero_copy_only=False)).astype(np.float32)
         state = np.stack(table.column("observation.state").to_numpy(zero_copy_only=False)).astype(np.float32) if with_state else None
+        mask = np.stack(table.column(ACTION_DIM_PAD).to_numpy(zero_copy_only=False)).astype(bool) if has_mask else None
         for ep in np.unique(episodes):
             a = actions[episodes == ep]
             idx = np.minimum(np.arange(len(a))[:, None] + np.arange(chunk_size)[None, :], len(a) - 1)
             chunks.append(a[idx])
             if with_state:
                 states.append(state[episodes == ep])
+            if has_mask:
+                masks.append(mask[episodes == ep])
     out = np.concatenate(chunks)
     out_states = np.concatenate(states) if with_state else None
+    out_masks = np.concatenate(masks) if has_mask else None
     if len(out) > max_chunks:
         keep = np.random.default_rng(seed).choice(len(out), max_chunks, replace=False)
         out = out[keep]
         out_states = None if out_states is None else out_states[keep]
-    return out, out_states
+        out_masks = None if out_masks is None else out_masks[keep]
+    return out, out_states, out_masks
 
 
 def fit_fast_tokenizer(config, dataset_meta, dataset_stats: dict | None) -> tuple[FastTokenizer | None, dict | None]:
@@ -81,13 +89,15 @@ def _fit(config, dataset_meta, dataset_stats: dict | None) -> tuple[FastTokenize
     from lerobot.utils.constants import ACTION
 
     relative = bool(getattr(config, "use_relative_actions", False))
-    chunks, states = load_action_chunks(
+    chunks, states, dim_pad = load_action_chunks(
         dataset_meta.root, config.chunk_size, max_chunks=config.fast_fit_max_chunks, with_state=relative
     )
     if relative:
         chunks = relative_actions(config, chunks, states)
     if dataset_stats is not None and ACTION in dataset_stats:
         chunks = normalize_actions(config, dataset_stats, chunks)
+    if dim_pad is not None:  # zeros on each chunk's padded dims, as the policy encodes its targets
+        chunks = np.where(dim_pad[:, None, :], 0.0, chunks).astype(np.float32)
     chunks = np.pad(chunks, ((0, 0), (0, 0), (0, config.max_action_dim - chunks.shape[-1])))
     rng = np.random.default_rng(0)
     order = rng.permutation(len(chunks))

@@ -22,6 +22,7 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_STATE
 from torch import Tensor, nn
 
+from lerobot_labvla.data_process.merge import ACTION_DIM_PAD, STATE_DIM_PAD
 from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.policy.action_expert import ActionExpert
 from lerobot_labvla.policy.backbone import QwenBackbone, build_vlm, load_tokenizer
@@ -157,8 +158,13 @@ class LabVLAPolicy(PreTrainedPolicy):
                 f"action dim {actions.shape[-1]} != the policy's {self.config.action_dim} ({ACTION} feature)"
             )
         actions = _pad_last(actions, self.config.max_action_dim)
+        # A mixed-robot dataset's padded dims (per sample) become zeros: neither the FAST targets nor the
+        # expert's noisy input x_t may carry what the normalizer made of the padding.
+        dim_pad = _dim_is_pad(batch, ACTION_DIM_PAD, actions)
+        if dim_pad is not None:
+            actions = actions.masked_fill(dim_pad[:, None, :], 0.0)
         valid = self._valid_mask(batch, actions)
-        state_p = self._pad_state(state)
+        state_p = self._pad_state(state, batch)
         fast_ids = fast_mask = fast_embeds = None
         if self.config.uses_fast:
             fast_ids, fast_mask = self._fast_targets(actions)
@@ -220,9 +226,9 @@ class LabVLAPolicy(PreTrainedPolicy):
         """Sample one chunk `(B, chunk_size, action_dim)` in normalized action space."""
         images, state, prompts = self._inputs(batch)
         if self.config.mode == "fast_pretrain":
-            chunk = self._generate_fast(images, prompts, self._pad_state(state))
+            chunk = self._generate_fast(images, prompts, self._pad_state(state, batch))
         else:
-            state_p = self._pad_state(state)
+            state_p = self._pad_state(state, batch)
             prefix = self.backbone(  # once per chunk
                 self._build_inputs(images, prompts),
                 state=state_p if self.config.uses_vlm_state_token else None,
@@ -290,16 +296,23 @@ class LabVLAPolicy(PreTrainedPolicy):
         budget = self.config.max_prompt_tokens_with_state if self.config.mode == "fast_pretrain" else self.config.max_prompt_tokens
         return self.backbone.build_inputs(images, prompts, budget)
 
-    def _pad_state(self, state: Tensor) -> Tensor:
-        return _pad_last(state.to(self.expert.state_proj.weight.dtype), self.config.max_state_dim)
+    def _pad_state(self, state: Tensor, batch: dict) -> Tensor:
+        """`(B, max_state_dim)`: zero-padded, and zero on the dims a mixed-robot dataset padded for the sample."""
+        state = _pad_last(state.to(self.expert.state_proj.weight.dtype), self.config.max_state_dim)
+        dim_pad = _dim_is_pad(batch, STATE_DIM_PAD, state)
+        return state if dim_pad is None else state.masked_fill(dim_pad, 0.0)
 
     def _valid_mask(self, batch: dict, actions: Tensor) -> Tensor:
-        """`(B, T, max_action_dim)`: real action dims of real (not padded) chunk steps."""
+        """`(B, T, max_action_dim)`: real action dims (of the dataset, and of this sample's robot in a mixed-robot
+        dataset) of real (not padded) chunk steps."""
         valid = torch.zeros_like(actions, dtype=torch.bool)
         valid[..., : self.config.action_dim] = True
         is_pad = batch.get(f"{ACTION}_is_pad")
         if is_pad is not None:
             valid &= ~is_pad[..., None]
+        dim_pad = _dim_is_pad(batch, ACTION_DIM_PAD, actions)
+        if dim_pad is not None:
+            valid &= ~dim_pad[:, None, :]
         return valid
 
     def _context(self, prefix, detach: bool = False) -> Tensor | list[Tensor]:
@@ -427,6 +440,20 @@ class LabVLAPolicy(PreTrainedPolicy):
         for key in ("revision", "cache_dir", "force_download", "token", "local_files_only", "resume_download", "proxies"):
             kwargs.pop(key, None)
         return load_policy(cls, path, config=config, hub=hub, strict=strict, checkpoint_dir=checkpoint_dir, **kwargs)
+
+
+def _dim_is_pad(batch: dict, key: str, like: Tensor) -> Tensor | None:
+    """`(B, D)` bool on `like`'s device (D = its last dim), True on the dims `labvla-data merge --pad` padded for
+    each sample (`key`: its `dim_is_pad.*` mask over the dataset's width; dims past it count as padded), or None."""
+    mask = batch.get(key)
+    if mask is None:
+        return None
+    width = like.shape[-1]
+    mask = torch.as_tensor(mask, device=like.device).bool()
+    mask = mask[None] if mask.ndim == 1 else mask
+    if mask.shape[-1] > width:
+        raise LabVLAError(f"{key} has {mask.shape[-1]} dims > the padded max {width}")
+    return torch.cat([mask, mask.new_ones(mask.shape[0], width - mask.shape[-1])], dim=-1)
 
 
 def _pad_last(x: Tensor, size: int) -> Tensor:

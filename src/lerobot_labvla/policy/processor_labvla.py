@@ -31,6 +31,7 @@ from lerobot.processor import (
 )
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
+from lerobot_labvla.data_process.merge import STATE_DIM_PAD
 from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
 from lerobot_labvla.policy.normalization_checks import check_stats
@@ -109,9 +110,12 @@ class LabVLAPromptStep(_LabVLAStep):
             raise LabVLAError(f"{len(tasks)} task strings for a batch of {bsz}")
         values = state.detach().float().cpu().numpy()
         bins = np.clip(np.floor((values + 1) * self.state_bins / 2), 0, self.state_bins - 1).astype(int)
+        # A mixed-robot dataset (`labvla-data merge --pad`): each sample's text holds its own robot's dims only.
+        dim_pad = comp.get(STATE_DIM_PAD)
+        real = np.ones_like(bins, dtype=bool) if dim_pad is None else ~torch.as_tensor(dim_pad).bool().reshape(bsz, -1).cpu().numpy()
         comp[PROMPT_KEY] = [str(task) for task in tasks]
         comp[PROMPT_WITH_STATE_KEY] = [
-            f"<state>{' '.join(map(str, row))}</state>\n{task}" for task, row in zip(tasks, bins, strict=True)
+            f"<state>{' '.join(map(str, row[keep]))}</state>\n{task}" for task, row, keep in zip(tasks, bins, real, strict=True)
         ]
         transition[TransitionKey.COMPLEMENTARY_DATA] = comp
         return transition
