@@ -206,3 +206,40 @@ def test_a_new_client_failing_in_a_batch_of_proven_ones_costs_them_one_extra_cal
     assert isinstance(results[1], InferenceError)
     assert after == [[1, "bad", 2, 3], [1, 2, 3], ["bad"]]
 
+
+
+def test_a_lone_client_runs_on_the_event_loop_and_others_on_the_worker_thread(monkeypatch):
+    # A 2 ms model (too slow for the plain inline path) runs on the loop while its client is the only
+    # one connected, on the worker thread as soon as another is, and never on the loop once it is
+    # slower than ALONE_INLINE_BELOW_S.
+    from lerobot_labvla.serving import batching
+
+    threads: list = []
+    alone = [True]
+
+    def infer(obs: list) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.002)
+        return np.stack([np.full((10, 7), o, np.float32) for o in obs])
+
+    async def main():
+        b = Batcher(infer, max_batch=8, timeout_s=0.005, alone=lambda: alone[0])
+        b.start()
+        out = [await b.submit(i, "a") for i in range(4)]
+        alone[0] = False
+        out += [await b.submit(i, "a") for i in range(4, 6)]
+        await b.stop()
+        return out
+
+    results = run(main())
+    loop_thread = threading.current_thread().name
+    assert [r.actions[0, 0] for r in results] == list(range(6))
+    assert threads[0] != loop_thread  # the first call has no timing yet: worker thread
+    assert threads[1:4] == [loop_thread] * 3, threads
+    assert loop_thread not in threads[4:], threads
+
+    threads.clear()
+    alone[0] = True
+    monkeypatch.setattr(batching, "ALONE_INLINE_BELOW_S", 0.001)  # now the model is "slow"
+    run(main())
+    assert loop_thread not in threads, threads

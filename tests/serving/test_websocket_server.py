@@ -213,3 +213,61 @@ def test_fast_request_log_line_is_what_logging_would_print(monkeypatch):
     record.created, record.msecs = t, (t - int(t)) * 1000
     assert fast == formatter.format(record)
     assert fast.endswith("127.0.0.1:5555 / #7 ok batch=3 queue_ms=0.2 infer_ms=12.3 total_ms=14.1")
+
+
+def test_a_lone_client_is_answered_on_the_event_loop_until_a_second_one_connects():
+    # The server tells the batcher when one client is connected: its model calls then run on the event
+    # loop (no thread hop); with two connected, even one idle, they go back to the worker thread so
+    # the loop stays free for the other. Answers stay right either way.
+    import asyncio
+    import gc
+    import time
+
+    from fake_server import FakeRunner, expected_actions
+
+    from lerobot_labvla.serving.websocket_server import InferenceServer
+
+    threads: list[str] = []
+
+    class Recording(FakeRunner):
+        def infer(self, obs):
+            threads.append(threading.current_thread().name)
+            return super().infer(obs)
+
+    srv = InferenceServer(Recording(cost_ms=2), "127.0.0.1", 0, pad_action_dim=0)
+    ready, loops = threading.Event(), []
+
+    def on_ready(port: int) -> None:
+        loops.append(asyncio.get_running_loop())
+        ready.set()
+
+    loop_thread = threading.Thread(target=lambda: asyncio.run(srv.run(on_ready=on_ready)), name="server-loop", daemon=True)
+    loop_thread.start()
+    try:
+        assert ready.wait(TIMEOUT)
+        url = f"ws://127.0.0.1:{srv.port}"
+        cams = {"observation/image": np.zeros((64, 64, 3), np.uint8), "observation/wrist_image": np.zeros((64, 64, 3), np.uint8)}
+
+        def ask(ws, i: int) -> str:
+            state = np.full(8, i, np.float32)
+            reply = infer(ws, {**cams, "observation/state": state, "prompt": "go"})
+            np.testing.assert_array_equal(reply["actions"], expected_actions(state, "go"))
+            return threads[-1]
+
+        with connect(url, compression=None, max_size=None, open_timeout=TIMEOUT) as a:
+            a.recv(TIMEOUT)  # metadata
+            alone = [ask(a, i) for i in range(4)]
+            assert alone[0] != "server-loop" and alone[1:] == ["server-loop"] * 3, alone
+            with connect(url, compression=None, max_size=None, open_timeout=TIMEOUT) as b:
+                b.recv(TIMEOUT)
+                assert "server-loop" not in [ask(a, i) for i in range(3)], threads
+                assert ask(b, 9) != "server-loop"
+            deadline = time.monotonic() + TIMEOUT  # the server sees b leave a moment later
+            while ask(a, 0) != "server-loop":
+                assert time.monotonic() < deadline, threads
+    finally:
+        if loops:
+            loops[0].call_soon_threadsafe(srv.request_stop)
+        loop_thread.join(TIMEOUT)
+        assert not loop_thread.is_alive()
+        gc.unfreeze()  # `run` froze this test process's objects

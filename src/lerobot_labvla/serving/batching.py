@@ -5,8 +5,10 @@ them in arrival order (up to `max_batch`, at most one per client). The batcher n
 connections that are not sending: it waits for more only while requests it already has are still
 being decoded (the server reports how many), at most `timeout_s` or half the recent model time,
 whichever is less. A model faster than `INLINE_BELOW_S` skips all of this and runs on the event
-loop, one request at a time. Slower models always run on the one worker thread, even for a lone
-client (see `INLINE_BELOW_S`).
+loop, one request at a time. So does a model faster than `ALONE_INLINE_BELOW_S` while its client is
+the only one connected (the server says so): nobody else is there to be kept waiting, and the hop to
+the worker thread and back would be the largest part of the request's overhead. Otherwise models run
+on the one worker thread.
 
 A batch that fails inside the model is split and each part retried: first the requests of clients
 whose requests have run before apart from the others (the usual culprit is a new client), then in
@@ -36,12 +38,18 @@ logger = logging.getLogger(__name__)
 # A model whose batches take less than this runs on the event loop, one request at a time, as
 # openpi's server does: a hop to the worker thread (two context switches, more on a busy machine) and
 # batching would cost more than the model. Slower models run batched on the worker thread so that
-# the loop keeps answering other clients meanwhile, and only there: running a torch model on the
-# loop for a lone client (to save the hop: ~0.5 ms of p50 with a 20 ms model) and on the worker
-# thread for batches gave 39 batched requests/s on the tiny CPU checkpoint against 96 without it, in
-# one A/B on the loaded 2-core box (benchmarks/serving.py; probably OpenMP's thread team per calling
-# thread).
+# the loop keeps answering other clients meanwhile.
 INLINE_BELOW_S = 0.0005
+# ...except while a single client is connected: then a model faster than this also runs on the loop.
+# The hop to the worker thread and back (two thread wake-ups, each waking an idle CPU on an idle VM)
+# was the largest part of a lone client's overhead: ~0.3 ms more than openpi's server with a 20 ms
+# model. Nobody else is there to wait meanwhile; a second client's handshake or a health check waits
+# for at most the one model call in progress, which this bound keeps short. The rule is about
+# connections, not about an empty queue: switching a torch model between the loop and the worker
+# thread from one request to the next (each calling thread gets its own OpenMP team) cut batched
+# throughput on the tiny CPU checkpoint from 96 to 39 requests/s in an earlier A/B, while the number
+# of connections changes rarely. The first call (no timing yet) runs on the worker thread.
+ALONE_INLINE_BELOW_S = 0.05
 RECENT_BATCHES = 15  # the model-time estimate is the median of this many recent batches
 
 
@@ -74,6 +82,7 @@ class Batcher:
         max_batch: int = 8,
         timeout_s: float = 0.005,
         arriving: Callable[[], int] = lambda: 0,
+        alone: Callable[[], bool] = lambda: False,
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -81,12 +90,14 @@ class Batcher:
         self.max_batch = max_batch
         self.timeout_s = max(0.0, timeout_s)
         self._arriving = arriving  # requests received by the server and not yet submitted
+        self._alone = alone  # a single client is connected
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labvla-infer")
         self._task: asyncio.Task | None = None
         self._model_s: float | None = None  # median of the recent batches' model times
         self._fast = False  # model_s < INLINE_BELOW_S
+        self._fast_alone = False  # model_s < ALONE_INLINE_BELOW_S
         self._recent_s: deque[float] = deque(maxlen=RECENT_BATCHES)
         self._thread_busy = False  # a batch is running on the worker thread
         self.suspects: set[Hashable] = set()  # clients whose last request failed inside the model
@@ -119,18 +130,20 @@ class Batcher:
         self._recent_s.append(infer_ms / 1000)
         self._model_s = sorted(self._recent_s)[len(self._recent_s) // 2]
         self._fast = self._model_s < INLINE_BELOW_S
+        self._fast_alone = self._model_s < ALONE_INLINE_BELOW_S
 
     async def submit(self, obs: Any, client: Hashable | None = None) -> Result:
         result = self.try_inline(obs, client)
         return result if result is not None else await self.enqueue(obs, client)
 
     def try_inline(self, obs: Any, client: Hashable | None = None) -> Result | None:
-        """Answer right here if the model is fast and nothing waits; else None (then `enqueue`).
+        """Answer right here if the model is fast (or fast enough and the client alone) and nothing
+        waits; else None (then `enqueue`).
 
-        Batching cannot pay off when the model costs less than the queueing. A plain call, not a
-        coroutine: this is the whole per-request path for such a model.
+        Batching cannot pay off when the model costs less than the queueing, nor with nobody to batch
+        with. A plain call, not a coroutine: this is the whole per-request path for such a model.
         """
-        if not self._fast or self._thread_busy or self._queue:
+        if self._thread_busy or self._queue or not (self._fast or (self._fast_alone and self._alone())):
             return None
         try:
             actions, infer_ms = self._timed([obs])

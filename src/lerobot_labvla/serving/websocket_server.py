@@ -324,7 +324,8 @@ class InferenceServer:
         """Serve until SIGTERM/SIGINT (or `request_stop`), then drain in-flight requests and exit."""
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.batcher = Batcher(self.runner.infer, *self._batcher_args, arriving=lambda: self._arriving)
+        self.batcher = Batcher(self.runner.infer, *self._batcher_args, arriving=lambda: self._arriving,
+                               alone=lambda: len(self._connections) == 1)
         self.batcher.start()
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
