@@ -160,3 +160,28 @@ def test_preview_grid_has_a_row_per_axis_and_each_row_differs_from_none(tmp_path
     for name, row in zip(["layout", "camera", "lighting", "appearance", "jitter", "clutter"], rows[1:7]):
         assert np.abs(row - rows[0]).mean() > 0.05, name  # the axis changed the first frame
     assert np.array_equal(rows[7], rows[0])  # language changes the caption only
+
+
+def test_the_draws_of_every_axis_are_stored_in_the_episode_metadata(tmp_path):
+    """A recorded episode carries `episode_metadata.randomization` (published as the `annotation.episode_metadata`
+    column, tests/genesis/test_generate.py): the preset and what each axis drew, equal to the scene the same seed
+    builds, and the object stands where the stored layout says."""
+    from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
+    from lerobot_labvla.genesis import export
+    from lerobot_labvla.genesis.runner import EpisodeJob, run_episode
+
+    path = EXAMPLES / "robots" / "pick_place.yaml"
+    r = run_episode(EpisodeJob(path.read_text(), str(path), 0, 7, 32, str(tmp_path), randomize="full"))
+    assert r.kept, (r.reason, r.detail)
+    meta = json.loads(str(np.load(r.path)["episode_meta"]))
+    stored = json.loads(export.episode_columns(meta)["annotation.episode_metadata"])["randomization"]
+    wf = load_workflow(path).workflow.model_copy(update={"randomize": resolve("full")})
+    _, ctx = build_scene(wf, np.random.default_rng(7), SPLIT)
+    assert stored == json.loads(json.dumps(ctx["randomization"]))
+    assert stored["preset"] == "full" and set(stored["axes"]) >= {"layout", "camera", "lighting", "clutter"}
+    assert len(stored["clutter"]) >= 2 and stored["bench"]["kind"] in ("checker", "gradient", "flat")
+    env = LabUtopiaEnv(WorkflowTask.from_workflow(wf), "id", obs_type="agent_pos", render_mode=None, image_size=32)
+    env.reset(seed=7)
+    assert np.allclose(env.sim.body_pos("beaker")[:2], stored["objects"]["beaker"]["xy"], atol=2e-3)
+    assert np.allclose(env.sim.model.cam_pos[env.sim.model.camera("front").id], stored["cameras"]["front"]["pos"], atol=1e-6)
+    env.close()

@@ -133,8 +133,7 @@ def randomized_scene(wf: Workflow, rng: np.random.Generator, split, rz: Randomiz
         builder, ctx = _legacy_scene(wf, rng, split)
         _apply_views(builder, cameras, bench)
         ctx["instruction"] = _instruction(wf, ctx.get("instruction", wf.instruction), streams["language"], rz)
-        ctx["randomization"] = {"preset": rz.preset, "axes": list(rz.axes), "cameras": cameras, "bench": bench,
-                                "clutter": []}
+        ctx["randomization"] = drawn(rz, split, cameras, bench)
         return builder, ctx
     fails: dict[str, str] = {}
     for plan, builder, liquids, fails in layouts(wf, rz, streams, split, cameras, bench):
@@ -144,9 +143,26 @@ def randomized_scene(wf: Workflow, rng: np.random.Generator, split, rz: Randomiz
         raise SceneRejected(fails, LAYOUT_TRIES)
     ctx = {"objects": {o.name: o.type for o in wf.scene.objects}, "liquids": liquids, "roles": {},
            "instruction": _instruction(wf, wf.instruction, streams["language"], rz),
-           "randomization": {"preset": rz.preset, "axes": list(rz.axes), "cameras": cameras, "bench": bench,
-                             "clutter": [p.variant.id for p in plan.placements if p.clutter]}}
+           "randomization": drawn(rz, split, cameras, bench, plan)}
     return builder, ctx
+
+
+def drawn(rz: Randomization, split, cameras: dict, bench: dict | None, plan: SB.ScenePlan | None = None) -> dict:
+    """What this episode's randomization drew, per axis (JSON-ready; stored in `episode_metadata.randomization`):
+    the preset, the axes it varies, the fixed cameras' poses, the light, the bench texture, every placed object's
+    variant, position, yaw, colour and material (layout, jitter and appearance together; LabUtopia scenes keep
+    their own layout: none), and the clutter's variants."""
+    placed = [] if plan is None else plan.placements
+    return {"preset": rz.preset, "axes": list(rz.axes), "cameras": cameras,
+            "lighting": {"pos": np.round(split.light_pos, 4).tolist(), "dir": np.round(split.light_dir, 4).tolist(),
+                         "diffuse": np.round(split.light_diffuse, 4).tolist()},
+            "bench": bench,
+            "objects": {p.name: {"variant": p.variant.id, "xy": np.round(p.xy, 4).tolist(), "yaw": round(float(p.yaw), 4),
+                                 "rgba": None if p.rgba is None else np.round(p.rgba, 3).tolist(), "material": p.material}
+                        for p in placed if not p.clutter},
+            "clutter": [p.variant.id for p in placed if p.clutter],
+            "clutter_placed": {p.name: {"variant": p.variant.id, "xy": np.round(p.xy, 4).tolist()}
+                               for p in placed if p.clutter}}
 
 
 def layouts(wf: Workflow, rz: Randomization, streams: dict, split, cameras: dict, bench: dict | None,

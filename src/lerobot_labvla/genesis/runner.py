@@ -177,7 +177,9 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
             "episode_metadata": {"seed": job.seed, "attempt": job.attempt, "workflow": wf.name, "robot": wf.robot,
                                  "split": "id", "labutopia_task": wf.scene.labutopia, "image_size": job.image_size,
                                  "fps": fps, "cameras": list(cameras), "depth_cameras": list(depth_cams),
-                                 "task": env.task_description},
+                                 "task": env.task_description,
+                                 # the six axes' draws (genesis/randomize.py `drawn`); null without `randomize:`
+                                 "randomization": ctx.get("randomization")},
         }
         path = Path(job.staging) / f"attempt_{job.attempt:06d}.npz"
         arrays = {k: np.stack(v) if not isinstance(v[0], str) else np.array(v) for k, v in rec.items()}
