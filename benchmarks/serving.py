@@ -14,7 +14,9 @@ average, since this box may be shared).
      openpi's does (`batching.INLINE_BELOW_S`);
    - `openpi, 20 ms model` / `labvla, 20 ms model`: the same two servers around a model that sleeps
      20 ms per call (a GPU-like fixed cost: one call per request in openpi's server, one per batch in
-     labvla-serve's). Overhead then includes waiting for other clients' model calls;
+     labvla-serve's). Overhead then includes waiting for other clients' model calls. With one client
+     labvla-serve runs this model on its event loop as openpi's server does (`batching.ALONE_INLINE_BELOW_S`),
+     with more on its worker thread;
    - `labvla+model`: `labvla-serve` on a tiny labvla checkpoint (infer_ms is then real model time).
    Every client is openpi-client's `WebsocketClientPolicy` in its own process (as each robot would be),
    from a venv the benchmark creates under
