@@ -405,8 +405,10 @@ def main() -> None:
     ap.add_argument("--fixed-cost-ms", type=float, default=20.0, help="model cost of the fixed-cost rows")
     ap.add_argument("--fixed-cost-requests", type=int, default=480, help="timed requests per server, client count and run")
     ap.add_argument("--fixed-cost-repeats", type=int, default=2, help="independent runs of the fixed-cost comparison")
-    ap.add_argument("--groups", nargs="+", default=["zero", "fixed", "model"], choices=["zero", "fixed", "model"],
-                    help="which overhead comparisons to run (zero model, fixed-cost model, tiny checkpoint)")
+    ap.add_argument("--groups", nargs="+", default=["zero", "fixed", "model", "throughput"],
+                    choices=["zero", "fixed", "model", "throughput"],
+                    help="what to run: overhead with the zero model, the fixed-cost model, the tiny checkpoint; "
+                    "throughput on the tiny checkpoint (servers not needed are not started)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
     args = ap.parse_args()
     load_at_start, commit = os.getloadavg(), git_commit()  # the code the servers start from
@@ -416,23 +418,30 @@ def main() -> None:
     client_py, client_note = client_python()
     have_openpi = client_py != PY
     print(f"client: {client_note}", flush=True)
-    ckpt = tiny_checkpoint()
-    serve = [PY, "-m", "lerobot_labvla.serving.websocket_server", f"--policy.path={ckpt}", "--port=0", "--device=cpu"]
+    want = set(args.groups)
+    if want & {"model", "throughput"}:
+        ckpt = tiny_checkpoint()
+        serve = [PY, "-m", "lerobot_labvla.serving.websocket_server", f"--policy.path={ckpt}", "--port=0", "--device=cpu"]
 
     servers: dict[str, Server] = {}
     try:
         cost = f"{args.fixed_cost_ms:g} ms model"
-        if have_openpi:
+        if have_openpi and "zero" in want:
             port = free_port()
             servers["openpi"] = Server([client_py, "-c", OPENPI_SERVER, str(port), "0"], logs / "openpi.log", port=port)
+        if have_openpi and "fixed" in want:
             port = free_port()
             servers[f"openpi, {cost}"] = Server([client_py, "-c", OPENPI_SERVER, str(port), str(args.fixed_cost_ms)],
                                                 logs / "openpi_cost.log", port=port)
-        servers["labvla"] = Server([PY, "-c", LABVLA_ZERO_SERVER, "16", "0"], logs / "labvla_zero.log")
-        servers[f"labvla, {cost}"] = Server([PY, "-c", LABVLA_ZERO_SERVER, "16", str(args.fixed_cost_ms)],
-                                            logs / "labvla_cost.log")
-        servers["labvla+model"] = Server([*serve, "--max-batch=16"], logs / "labvla_model_b16.log")
-        servers["labvla+model, no batching"] = Server([*serve, "--max-batch=1"], logs / "labvla_model_b1.log")
+        if "zero" in want:
+            servers["labvla"] = Server([PY, "-c", LABVLA_ZERO_SERVER, "16", "0"], logs / "labvla_zero.log")
+        if "fixed" in want:
+            servers[f"labvla, {cost}"] = Server([PY, "-c", LABVLA_ZERO_SERVER, "16", str(args.fixed_cost_ms)],
+                                                logs / "labvla_cost.log")
+        if want & {"model", "throughput"}:
+            servers["labvla+model"] = Server([*serve, "--max-batch=16"], logs / "labvla_model_b16.log")
+        if "throughput" in want:
+            servers["labvla+model, no batching"] = Server([*serve, "--max-batch=1"], logs / "labvla_model_b1.log")
         url = {k: f"ws://127.0.0.1:{v.port}" for k, v in servers.items()}
 
         overhead: dict[str, dict[int, dict]] = {}
@@ -442,7 +451,7 @@ def main() -> None:
         groups = {"zero": (zero, args.repeats, args.requests),
                   "fixed": (fixed, args.fixed_cost_repeats, args.fixed_cost_requests),
                   "model": (["labvla+model"], 1, args.requests)}
-        for group, n_repeats, n_requests in (groups[g] for g in args.groups):
+        for group, n_repeats, n_requests in (groups[g] for g in args.groups if g in groups):
             for n in args.clients:
                 per_round = max(1, n_requests // (n * args.rounds))
                 pooled: dict[str, dict] = {k: {"rows": [], "wall_s": 0.0} for k in group}
@@ -463,14 +472,17 @@ def main() -> None:
                         "runs_overhead_p99_ms": [r["overhead_p99_ms"] for r in repeats[k][n]],
                     }
 
-        tp_group = ["labvla+model", "labvla+model, no batching"]
-        per_round = max(1, args.throughput_requests // (16 * args.rounds))
-        res = load(client_py, [url[k] for k in tp_group], 16, per_round, args.rounds)
-        throughput = {k: summarize(res[url[k]]) for k in tp_group}
+        throughput: dict[str, dict] = {}
+        if "throughput" in want:
+            tp_group = ["labvla+model", "labvla+model, no batching"]
+            per_round = max(1, args.throughput_requests // (16 * args.rounds))
+            res = load(client_py, [url[k] for k in tp_group], 16, per_round, args.rounds)
+            throughput = {k: summarize(res[url[k]]) for k in tp_group}
     finally:
         for srv in servers.values():
             srv.stop()
-    speedup = throughput["labvla+model"]["requests_per_s"] / throughput["labvla+model, no batching"]["requests_per_s"]
+    speedup = (throughput["labvla+model"]["requests_per_s"] / throughput["labvla+model, no batching"]["requests_per_s"]
+               if throughput else None)
 
     print("\nProtocol overhead = round trip - server_timing.infer_ms (ms); two 224x224x3 uint8 images + state + prompt")
     print("(percentiles over the requests of all --repeats runs together; each run's p50 / p99 in brackets)")
@@ -480,10 +492,11 @@ def main() -> None:
             runs = " ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(s["runs_overhead_p50_ms"], s["runs_overhead_p99_ms"]))
             print(f"{name:22s} {n:7d} {s['overhead_p50_ms']:7.2f} {s['overhead_p99_ms']:7.2f} {s['rtt_p50_ms']:8.2f} "
                   f"{s['infer_p50_ms']:9.2f} {s['mean_batch']:6.1f}  [{runs}]")
-    print("\nThroughput, tiny labvla checkpoint on CPU, 16 clients")
-    for k, s in throughput.items():
-        print(f"  {k:28s} {s['requests_per_s']:7.1f} req/s  (mean batch {s['mean_batch']:.1f}, rtt p50 {s['rtt_p50_ms']:.1f} ms)")
-    print(f"  batching speed-up {speedup:.2f}x")
+    if throughput:
+        print("\nThroughput, tiny labvla checkpoint on CPU, 16 clients")
+        for k, s in throughput.items():
+            print(f"  {k:28s} {s['requests_per_s']:7.1f} req/s  (mean batch {s['mean_batch']:.1f}, rtt p50 {s['rtt_p50_ms']:.1f} ms)")
+        print(f"  batching speed-up {speedup:.2f}x")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
@@ -497,8 +510,8 @@ def main() -> None:
                   "over all runs' requests pooled, each run's listed); overhead = rtt - infer_ms",
         "fixed_cost_model_ms": args.fixed_cost_ms,
         "overhead": {k: {str(n): s for n, s in v.items()} for k, v in overhead.items()},
-        "throughput_16_clients": throughput,
-        "batching_speedup": speedup,
+        "groups": args.groups,
+        **({"throughput_16_clients": throughput, "batching_speedup": speedup} if throughput else {}),
         "checkpoint": "tiny labvla (lerobot-train 1 step, backbone=tiny, 2x64 expert), CPU",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }, indent=2))
