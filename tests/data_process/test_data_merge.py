@@ -91,6 +91,14 @@ def test_merge_pads_each_robot_to_the_widest_with_a_mask_per_frame(sources, mixe
     assert json.loads((Path(mixed.root) / "merge_log.json").read_text())["sources"][1]["episodes"] == [2, 3]
 
 
+def test_scan_takes_padding_for_another_robot_s_dims_not_frozen_ones(mixed):
+    from lerobot_labvla.data_process.scan import scan_dataset
+
+    report = scan_dataset(mixed.root)
+    assert not [f for ep in report["episodes"] for f in ep["findings"] if f["severity"] == "error"]
+    assert not [f for ep in report["episodes"] for f in ep["findings"] if f["check"] == "stuck_dim"]
+
+
 def test_merged_stats_of_a_padded_dim_are_those_of_the_robots_that_have_it(sources, mixed):
     """LeRobot's aggregate would average the FR3's padding zeros into ALOHA's dims 8-13 (mean pulled to 0, std
     shrunk): the normalizer would then scale ALOHA's real values by stats half made of zeros."""

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from lerobot_labvla.data_process.columns import check_columns, vector_size
 from lerobot_labvla.data_process.fingerprint import fingerprint
+from lerobot_labvla.data_process.merge import DIM_PAD_KEYS
 from lerobot_labvla.data_process.reader import (
     INDEX_COLUMNS,
     V30,
@@ -287,6 +288,9 @@ class _Scanner:
                 finite = np.isfinite(arr)
                 span = np.where(finite, arr, -np.inf).max(0) - np.where(finite, arr, np.inf).min(0)
                 moving[ref.index] = span > cfg.stuck_eps  # a dim without finite values: -inf, not moving
+                pad = cols.get(DIM_PAD_KEYS[key])  # `labvla-data merge --pad`: another robot's dims, not frozen ones
+                if pad is not None and pad.shape == arr.shape:
+                    moving[ref.index] |= pad.astype(bool).any(0)
         for key, dims in self.dims.items():
             if key in cols and has_limits(dims):
                 out.extend(self.check_limits(key, cols[key].reshape(n, -1), dims))
