@@ -243,3 +243,57 @@ def test_a_lone_client_runs_on_the_event_loop_and_others_on_the_worker_thread(mo
     monkeypatch.setattr(batching, "ALONE_INLINE_BELOW_S", 0.001)  # now the model is "slow"
     run(main())
     assert loop_thread not in threads, threads
+
+
+def test_a_rejected_request_wakes_a_batcher_waiting_for_it():
+    # The batcher waits (up to its 5 s window here) for a request still being decoded; when the server
+    # rejects that request instead, `notify` must end the wait at once.
+    calls: list = []
+    arriving = [1]
+
+    async def main():
+        b = Batcher(slow_model(calls, 0.001), max_batch=8, timeout_s=5.0, arriving=lambda: arriving[0])
+        b.start()
+        first = asyncio.ensure_future(b.submit(1, "a"))
+        await asyncio.sleep(0.05)
+        arriving[0] = 0  # the other request was refused
+        t0 = time.perf_counter()
+        b.notify()
+        await first
+        waited = time.perf_counter() - t0
+        await b.stop()
+        return waited
+
+    assert run(main()) < 2.0
+    assert [len(c) for c in calls] == [1]
+
+
+def test_inline_calls_are_counted_so_a_model_that_slows_down_leaves_the_loop(monkeypatch):
+    # Inline calls feed the model-time median too (after the reply, via `settle`): a lone client's model
+    # that becomes slower than ALONE_INLINE_BELOW_S goes back to the worker thread once the median says so.
+    from lerobot_labvla.serving import batching
+
+    monkeypatch.setattr(batching, "ALONE_INLINE_BELOW_S", 0.01)
+    threads: list = []
+    cost = [0.001]
+
+    def infer(obs: list) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        time.sleep(cost[0])
+        return np.zeros((len(obs), 10, 7), np.float32)
+
+    async def main():
+        b = Batcher(infer, max_batch=8, timeout_s=0.005, alone=lambda: True)
+        b.start()
+        for i in range(3):
+            await b.submit(i, "a")
+        cost[0] = 0.02
+        for i in range(12):
+            await b.submit(i, "a")
+            await asyncio.sleep(0)
+        await b.stop()
+
+    run(main())
+    loop_thread = threading.current_thread().name
+    assert threads[1:3] == [loop_thread] * 2, threads
+    assert threads[-1] != loop_thread, threads  # 20 ms > the 10 ms bound: back on the worker thread

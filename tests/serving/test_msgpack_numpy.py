@@ -101,3 +101,11 @@ def test_a_decoding_bomb_is_refused_before_it_is_built():
     with pytest.raises(msgpack_numpy.WireFormatError, match="a list of 30000000 items"):
         msgpack_numpy.unpackb(bomb)
     assert time.perf_counter() - t0 < 0.5  # generous for a loaded box: the header check is microseconds
+
+
+def test_an_array_encoded_once_packs_as_the_array_itself():
+    # labvla-serve encodes the reply's actions once for both `actions` and `action`.
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]  # not C-contiguous
+    once = msgpack_numpy.encode_array(arr)
+    assert msgpack_numpy.packb({"actions": once, "action": once}) == msgpack_numpy.packb({"actions": arr, "action": arr})
+    np.testing.assert_array_equal(msgpack_numpy.unpackb(msgpack_numpy.packb({"a": once}))["a"], arr)

@@ -93,6 +93,7 @@ class Batcher:
         self._alone = alone  # a single client is connected
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
+        self._awaiting_arrivals = False  # `_collect` waits for requests still being decoded
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labvla-infer")
         self._task: asyncio.Task | None = None
         self._model_s: float | None = None  # median of the recent batches' model times
@@ -102,6 +103,7 @@ class Batcher:
         self._thread_busy = False  # a batch is running on the worker thread
         self.suspects: set[Hashable] = set()  # clients whose last request failed inside the model
         self._proven: set[Hashable] = set()  # clients with a request that ran, and none failed since
+        self._unsettled: list[tuple[Hashable | None, float]] = []  # inline successes not yet counted
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="labvla-batcher")
@@ -143,6 +145,8 @@ class Batcher:
         Batching cannot pay off when the model costs less than the queueing, nor with nobody to batch
         with. A plain call, not a coroutine: this is the whole per-request path for such a model.
         """
+        if self._unsettled:
+            self.settle()
         if self._thread_busy or self._queue or not (self._fast or (self._fast_alone and self._alone())):
             return None
         try:
@@ -150,20 +154,38 @@ class Batcher:
         except Exception as exc:
             self._suspect(client, exc)
             raise InferenceError(f"inference failed: {one_line(exc)}") from None
-        self._succeeded(client)
-        self._observe(infer_ms)
+        self._unsettled.append((client, infer_ms))  # counted by `settle`, once the reply is on its way
         return Result(actions[0], infer_ms, 0.0, 1)
+
+    def settle(self) -> None:
+        """Count the inline calls answered since the last time (model-time estimate, proven clients).
+
+        The server calls this after sending the reply: right after a model call the CPU's caches are
+        cold (the core idled through it), so every line run before the reply goes out is paid for in
+        the client's latency. The batcher also settles before its next decision, for other callers.
+        """
+        for client, infer_ms in self._unsettled:
+            self._succeeded(client)
+            self._observe(infer_ms)
+        self._unsettled.clear()
 
     async def enqueue(self, obs: Any, client: Hashable | None = None) -> Result:
         """Queue `obs` for the next batch and wait for its row."""
+        if self._unsettled:
+            self.settle()
         item = _Item(obs, asyncio.get_running_loop().create_future(), client)
         self._queue.append(item)
         self._wakeup.set()
         return await item.future
 
     def notify(self) -> None:
-        """A request the batcher was waiting for will not come (the server rejected it)."""
-        self._wakeup.set()
+        """A request the batcher may be waiting for will not come (rejected, or answered inline).
+
+        Only wakes the batcher while it waits for arrivals: every request calls this, and waking an
+        idle batcher for nothing cost a task step per request.
+        """
+        if self._awaiting_arrivals:
+            self._wakeup.set()
 
     async def _wait(self, timeout: float | None) -> bool:
         self._wakeup.clear()
@@ -205,10 +227,14 @@ class Batcher:
         window = self.timeout_s if self._model_s is None else min(self.timeout_s, 0.5 * self._model_s)
         deadline = loop.time() + window
         # Wait only for requests already received and still being decoded, never for idle connections.
-        while len(self._queue) < self.max_batch and self._arriving() > 0:
-            remaining = deadline - loop.time()
-            if remaining <= 0 or not await self._wait(remaining):
-                break
+        self._awaiting_arrivals = True
+        try:
+            while len(self._queue) < self.max_batch and self._arriving() > 0:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or not await self._wait(remaining):
+                    break
+        finally:
+            self._awaiting_arrivals = False
         return self._take()
 
     async def _run(self) -> None:

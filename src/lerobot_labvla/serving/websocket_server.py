@@ -225,6 +225,7 @@ class InferenceServer:
                     await ws.send(reply)
                 finally:
                     self._busy -= 1
+                    self.batcher.settle()  # bookkeeping of an inline model call, now that the reply is out
                 self._connections[ws] = time.monotonic()
                 total_ms = (time.perf_counter() - t0) * 1000
                 if type(outcome) is Result:
@@ -313,8 +314,9 @@ class InferenceServer:
         timing = {"infer_ms": result.infer_ms, "queue_ms": result.queue_ms, "batch_size": result.batch_size}
         if prev_total_ms is not None:
             timing["prev_total_ms"] = prev_total_ms
-        # `action` too: the official LabUtopia client reads `action`, falling back to `actions`.
-        actions = self._pad(result.actions) if self.pad_action_dim else result.actions
+        # `action` too: the official LabUtopia client reads `action`, falling back to `actions`. The
+        # array is encoded once for both keys.
+        actions = msgpack_numpy.encode_array(self._pad(result.actions) if self.pad_action_dim else result.actions)
         reply = {"actions": actions, "action": actions, "server_timing": timing,
                  "policy_timing": {"infer_ms": result.infer_ms}}
         return packer.pack(reply), result
