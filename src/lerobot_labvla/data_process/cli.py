@@ -196,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             dims = ", ".join(f"{k.removesuffix('_width')} {v}" for k, v in src.items() if k.endswith("_width"))
             print(f"  episodes {src['episodes'][0]}-{src['episodes'][1]}: {src['robot_type']} ({dims}) {src['root']}")
         for key, pad in log["padded"].items():
-            print(f"  {key}: zero-padded to {pad['width']} (masks: {', '.join(log['masks'])})")
+            print(f"  {key}: zero-padded to {pad['width']}")
+        if log["masks"]:
+            print(f"  per-frame masks: {', '.join(log['masks'])}")
         print(f"  log: {args.dst / 'merge_log.json'}")
         return 0
     if args.command == "stats":

@@ -188,7 +188,7 @@ def _stage(src: Source, root: Path, features: dict, widths: dict[str, list[int]]
     for path in sorted((src.root / "data").rglob("*.parquet")):
         table = pq.read_table(path)
         for key, ft in features.items():
-            if key in table.column_names and key in widths:
+            if key in table.column_names and len(set(widths.get(key, ()))) > 1:
                 table = _set(table, key, _pad_column(table.column(key), ft["shape"][0], ft["dtype"]))
         if pad:
             for key, mask in DIM_PAD_KEYS.items():
@@ -223,6 +223,7 @@ def _set(table: pa.Table, name: str, column) -> pa.Table:
 
 def _pad_column(column: pa.ChunkedArray, width: int, dtype: str) -> pa.Array:
     values = np.stack(column.to_numpy(zero_copy_only=False)) if len(column) else np.zeros((0, width))
+    values = values.reshape(len(values), -1)  # a (1,) feature is a scalar column
     values = np.pad(values.astype(dtype), ((0, 0), (0, width - values.shape[1])))
     return _fixed_list(values)
 

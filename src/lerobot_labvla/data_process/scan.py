@@ -160,6 +160,8 @@ class _Scanner:
         self.video_probe: dict[Path, dict] = {}
         # Per-episode action quantiles for the robust bounds: episode -> (count, q[5, D], min[D], max[D]).
         self.action_q: dict[int, tuple[int, np.ndarray, np.ndarray, np.ndarray]] = {}
+        # A merged dataset's (`labvla-data merge --pad`) action dims that are padding in an episode: episode -> (D,).
+        self.action_pad: dict[int, np.ndarray] = {}
         # Per data file: findings of its column check, and the columns not to read (wrong type).
         self.file_findings: dict[Path, list[Finding]] = {}
         self.bad_columns: dict[Path, set[str]] = {}
@@ -281,6 +283,9 @@ class _Scanner:
                 out.append(Finding("nan_inf", f"{int(bad.any(1).sum())} frames of {key} hold NaN/Inf ({', '.join(dims[:8])})",
                                    _frames(bad.any(1)), {"feature": key, "dims": dims}))
         if ACTION in cols:
+            pad = cols.get(DIM_PAD_KEYS[ACTION])
+            if pad is not None and n:
+                self.action_pad[ref.index] = pad.reshape(n, -1).astype(bool).any(0)
             out.extend(self.check_action(ref, cols[ACTION].reshape(n, -1)))
         for key, moving in self.moving.items():
             if key in cols and n >= 2:
@@ -486,8 +491,10 @@ class _Scanner:
             return None
         counts = np.array([c for c, *_ in self.action_q.values()], dtype=np.float64)
         qs = np.stack([q for _, q, *_ in self.action_q.values()])  # (E, 5, D)
-        # Same rule as LeRobot's aggregate_stats: count-weighted mean of the per-episode quantiles.
-        q = (qs * counts[:, None, None]).sum(0) / counts.sum()
+        # Same rule as LeRobot's aggregate_stats: count-weighted mean of the per-episode quantiles, per dim over
+        # the episodes where it is real (a merged dataset's padding zeros would collapse another robot's spread).
+        weight = counts[:, None] * ~np.stack([self._action_pad(i, qs.shape[-1]) for i in self.action_q])  # (E, D)
+        q = (qs * weight[:, None, :]).sum(0) / np.maximum(weight.sum(0), 1e-12)
         # Robust sigma from q10..q90 (for N(0,1) that spread is 2.5631). q01/q99 only where q10..q90
         # is flat: in short episodes one spike drags the per-episode q01/q99 far out.
         floor = 1e-6 * np.maximum(1.0, np.abs(q[2]))
@@ -511,6 +518,10 @@ class _Scanner:
             "skipped_dims": [names[d] for d in skip],
         }
 
+    def _action_pad(self, episode: int, width: int) -> np.ndarray:
+        pad = self.action_pad.get(episode)
+        return pad if pad is not None and pad.shape == (width,) else np.zeros(width, dtype=bool)
+
     def check_outliers(self) -> None:
         self.bounds = self.action_bounds()
         if self.bounds is None:
@@ -526,8 +537,10 @@ class _Scanner:
                 continue
             act = ep.columns[ACTION].reshape(ep.num_rows, -1).astype(np.float64)
             with np.errstate(invalid="ignore"):
-                bad = np.isfinite(act) & ((act < low) | (act > high))
+                bad = np.isfinite(act) & ((act < low) | (act > high)) & ~self._action_pad(ep.ref.index, act.shape[1])
                 zs = np.abs(act - q50) / sigma
+            if not bad.any():  # only a merged dataset's padding was out of bounds
+                continue
             dims = np.flatnonzero(bad.any(0))
             details = {"dims": [names[d] for d in dims], "max_z": [round(float(zs[bad[:, d], d].max()), 2) for d in dims]}
             self.findings[ep.ref.index].append(
