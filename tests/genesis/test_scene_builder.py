@@ -192,3 +192,31 @@ def test_scene_commands_refuse_bad_input_in_one_line(argv, message, capsys):
         main(argv)
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_shelf_holds_distractors_and_the_checks_judge_them_at_its_height():
+    """`clutter: {shelf: 1}`: a shelf at the back with distractors on its top board that rest there; a distractor
+    hanging over the board's edge fails inside_bench_bounds (plan) and stable_after_settling (it falls)."""
+    assert resolve("full").clutter.shelf == 0  # opt-in: the presets' scenes are what they were
+    shelf_v = L.variant("shelf/w30-h16-wood")
+    shelf = SB.Placement("shelf_2", shelf_v, (0.9, 0.4), clutter=True)
+    top = shelf.height
+    on = SB.Placement("clutter_3", L.variant("sample_vial/4ml-red"), (0.9, 0.45), clutter=True, z=top, on="shelf_2")
+    plan = _plan(BASE, [shelf, on])
+    assert SB.check_plan(plan) == {} and _sim_fails(BASE, plan) == {}
+    builder, _ = realize(BASE, plan, SPLIT, camera_poses(np.random.default_rng(0), resolve("none")))
+    sim = validation_sim(builder)
+    for _ in range(10):
+        sim.step(sim.arm_qpos)
+    assert abs(sim.body_pos("clutter_3")[2] - top) < 0.002  # standing on the board, 17 cm up
+    over = SB.Placement("clutter_3", on.variant, (0.9, 0.4 + 0.15), clutter=True, z=top, on="shelf_2")
+    plan = _plan(BASE, [shelf, over])
+    assert "clutter_3 off shelf_2's top" in SB.check_plan(plan)["inside_bench_bounds"]
+    assert "clutter_3" in _sim_fails(BASE, plan)["stable_after_settling"]
+    # The builder's own layouts: every distractor it puts on a shelf stands on its top board.
+    wf = BASE.model_copy(update={"randomize": Randomization.model_validate({"preset": "full", "clutter": {"shelf": 1.0}})})
+    _, ctx = randomized_scene(wf, np.random.default_rng(0), SPLIT, wf.randomize)
+    placed = ctx["randomization"]["clutter_placed"]
+    shelves = [k for k in placed if placed[k]["variant"].startswith("shelf/")]
+    assert len(shelves) == 1 and [v["on"] for v in placed.values() if "on" in v] and \
+        all(v["on"] == shelves[0] and v["z"] > 0.15 for v in placed.values() if "on" in v)

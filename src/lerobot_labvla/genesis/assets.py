@@ -132,6 +132,11 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
             "cap": {n: {"cap_rgba": SOLID_RGBA[n]} for n in ("black", "red", "blue")}}),
     Family("ice_bucket", "clutter", C.ice_bucket, _r(0.07), _h(0.08),
            {"colour": _rgba(("orange", "blue", "white"), SOLID_RGBA)}),
+    # Furniture other clutter stands on (scene_builder: `randomize: {clutter: {shelf: p}}`).
+    Family("shelf", "shelf", C.shelf, lambda kw: math.hypot(kw.get("width", 0.3), kw.get("depth", 0.14)) / 2,
+           lambda kw: kw.get("height", 0.2) + C.SHELF_BOARD,
+           {"width": {"w30": {"width": 0.3}, "w40": {"width": 0.4}}, "height": {"h16": {"height": 0.16},
+            "h22": {"height": 0.22}}, "colour": {"wood": {"rgba": (0.72, 0.55, 0.36, 1.0)}, "white": {"rgba": SOLID_RGBA["white"]}}}),
 ]}
 
 
@@ -186,14 +191,15 @@ def particle_count(fill: float) -> int:
     return max(4, round(fill * MAX_PARTICLES))
 
 
-def build(builder, v: Variant, name: str, xy, yaw: float = 0.0, rgba=None, material: str | None = None):
-    """Add variant `v` as `name` at (x, y) on the bench (with its liquid when filled); returns its `Asset`."""
+def build(builder, v: Variant, name: str, xy, yaw: float = 0.0, rgba=None, material: str | None = None, z: float = 0.0):
+    """Add variant `v` as `name` at (x, y) on the bench, or at height `z` (on a shelf), with its liquid when filled;
+    returns its `Asset`."""
     kwargs = dict(v.kwargs)
     if rgba is not None:
         kwargs["rgba"] = tuple(rgba)
     if v.family.yaw and yaw:
         kwargs["yaw"] = yaw
-    asset = builder.add(v.family.builder, name, [float(xy[0]), float(xy[1]), 0.0], **kwargs)
+    asset = builder.add(v.family.builder, name, [float(xy[0]), float(xy[1]), float(z)], **kwargs)
     if material or v.material:
         asset.material = material or v.material
     if v.fill > 0 and v.family.name in ("beaker", "graduated_cylinder", "flask", "test_tube"):

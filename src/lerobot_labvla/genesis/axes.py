@@ -52,6 +52,8 @@ class JitterAxis(_Axis):
 
 class ClutterAxis(_Axis):
     count: tuple[int, int] = Field((0, 0), description="min, max distractors (never a type the workflow uses)")
+    shelf: float = Field(0.0, ge=0.0, le=1.0, description="probability of a shelf at the back of the bench that "
+                         "1-2 of the distractors stand on (no preset uses it)")
 
 
 class LanguageAxis(_Axis):

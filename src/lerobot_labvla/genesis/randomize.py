@@ -161,7 +161,8 @@ def drawn(rz: Randomization, split, cameras: dict, bench: dict | None, plan: SB.
                                  "rgba": None if p.rgba is None else np.round(p.rgba, 3).tolist(), "material": p.material}
                         for p in placed if not p.clutter},
             "clutter": [p.variant.id for p in placed if p.clutter],
-            "clutter_placed": {p.name: {"variant": p.variant.id, "xy": np.round(p.xy, 4).tolist()}
+            "clutter_placed": {p.name: {"variant": p.variant.id, "xy": np.round(p.xy, 4).tolist(),
+                                        **({"z": round(p.z, 4), "on": p.on} if p.on else {})}
                                for p in placed if p.clutter}}
 
 
@@ -189,7 +190,7 @@ def realize(wf: Workflow, plan: SB.ScenePlan, split, cameras: dict,
     b = _labutopia_scene(split)(split, grasp_assist=pours, robot=wf.robot)
     liquids = {}
     for p in plan.placements:
-        L.build(b, p.variant, p.name, p.xy, p.yaw, rgba=p.rgba, material=p.material)
+        L.build(b, p.variant, p.name, p.xy, p.yaw, rgba=p.rgba, material=p.material, z=p.z)
         if f"{p.name}_liquid" in b.assets:
             liquids[p.name] = f"{p.name}_liquid"
     _apply_views(b, cameras, bench)

@@ -15,7 +15,9 @@ footprints apart) and then clutter distractors (off the planned carry paths); `c
     liquid_contained      every particle of a filled vessel is still inside it after settling
     no_clutter_on_path    no distractor footprint touches a carry path corridor
 
-Shelves are not used by any scene yet: everything stands on the bench top (z = 0).
+With `randomize: {clutter: {shelf: p}}` a shelf (static) may stand at the back of the bench with 1-2 of the
+distractors on its top board; the checks judge those at their height (on the shelf's top, not off its edge;
+their top against the carry height; stable, visible-through and interpenetration as anything else).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ CHECKS = ("no_interpenetration", "stable_after_settling", "targets_in_reach", "g
 BENCH = ((-0.25, 1.15), (-0.9, 0.9))  # x, y of the bench top (sim.assets.bench defaults)
 BASE_CLEARANCE = 0.15  # m around the robot base (0, 0) kept free
 CLUTTER_REGION = ((0.25, 0.95), (-0.65, 0.65))
+SHELF_REGION = ((0.82, 1.02), (-0.55, 0.55))  # the back of the bench, past where the skills work
 # Where the skills work reliably (measured: grasps at x < 0.45 m slip in carry; LabUtopia keeps x >= 0.44): a layout
 # move never takes an object whose nominal spot is inside this box out of it.
 SKILL_BOX = ((0.47, 0.75), (-0.35, 0.35))
@@ -54,6 +57,8 @@ class Placement:
     clutter: bool = False
     rgba: tuple | None = None
     material: str | None = None
+    z: float = 0.0  # where its base stands: 0 on the bench, a shelf's top on a shelf
+    on: str | None = None  # the shelf it stands on
 
     @property
     def footprint(self) -> float:
@@ -215,7 +220,47 @@ def plan_scene(wf, rz, layout_rng: np.random.Generator, jitter_rng: np.random.Ge
                     and not any(math.hypot(xy[0] - q[0], xy[1] - q[1]) < v.footprint + 0.08 for q in points)):
                 plan.placements.append(Placement(f"clutter_{i}", v, xy, clutter=True))
                 break
+    if rz.clutter.shelf and clutter_rng.random() < rz.clutter.shelf:  # no draw at all without shelves
+        _place_shelf(plan, pool, keep_out, placed, targets, points, clutter_rng, tries)
     return plan
+
+
+def _place_shelf(plan: ScenePlan, pool: list, keep_out: list, placed: list, targets: list, points: list,
+                 rng: np.random.Generator, tries: int) -> None:
+    """A shelf at the back of the bench, off the carry paths, with 1-2 distractors that fit on its top board."""
+    shelves = L.variants("shelf")
+    v = shelves[int(rng.integers(len(shelves)))]
+    (x0, x1), (y0, y1) = SHELF_REGION
+    for _ in range(tries):
+        xy = (float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1)))
+        if (_on_bench(xy, v.footprint) and not _overlaps(xy, v.footprint, plan.placements + keep_out, 0.03)
+                and not _on_path(xy, v.footprint, plan.segments, 0.04)
+                and not _overlaps(xy, v.footprint, [p for p in placed if p.name in targets], ARM_CLEARANCE)
+                and not any(math.hypot(xy[0] - q[0], xy[1] - q[1]) < v.footprint + 0.08 for q in points)):
+            break
+    else:
+        return
+    shelf = Placement(f"shelf_{len(plan.placements)}", v, xy, clutter=True)
+    plan.placements.append(shelf)
+    half_x, half_y = v.kwargs.get("depth", 0.14) / 2, v.kwargs["width"] / 2 - 0.01
+    small = [c for c in pool if c.footprint <= half_x - 0.005]
+    on_top: list[Placement] = []
+    for _ in range(int(rng.integers(1, 3)) if small else 0):
+        c = small[int(rng.integers(len(small)))]
+        for _ in range(tries):
+            dy = float(rng.uniform(-(half_y - c.footprint), half_y - c.footprint))
+            spot = (xy[0], xy[1] + dy)
+            if not _overlaps(spot, c.footprint, on_top, 0.01):
+                on_top.append(Placement(f"clutter_{len(plan.placements) + len(on_top)}", c, spot, clutter=True,
+                                        z=shelf.height, on=shelf.name))
+                break
+    plan.placements += on_top
+
+
+def on_its_shelf(p: Placement, shelf: Placement) -> bool:
+    """Whether `p`'s footprint lies on `shelf`'s top board (the shelf's long side runs along y)."""
+    half_x, half_y = shelf.variant.kwargs.get("depth", 0.14) / 2, shelf.variant.kwargs["width"] / 2
+    return abs(p.xy[0] - shelf.xy[0]) <= half_x and abs(p.xy[1] - shelf.xy[1]) + p.footprint <= half_y
 
 
 def door_swing(p: Placement) -> list[Placement]:
@@ -241,7 +286,10 @@ def check_plan(plan: ScenePlan) -> dict[str, str]:
     fails: dict[str, list[str]] = {}
     by_name = {p.name: p for p in plan.placements}
     for p in plan.placements:
-        if not _on_bench(p.xy, p.footprint):
+        if p.on is not None:
+            if p.on not in by_name or not on_its_shelf(p, by_name[p.on]):
+                fails.setdefault("inside_bench_bounds", []).append(f"{p.name} off {p.on}'s top")
+        elif not _on_bench(p.xy, p.footprint):
             fails.setdefault("inside_bench_bounds", []).append(f"{p.name} at ({p.xy[0]:.2f}, {p.xy[1]:.2f})")
     for name in plan.targets:
         p = by_name.get(name)
@@ -271,7 +319,7 @@ def check_plan(plan: ScenePlan) -> dict[str, str]:
             if o.name in s.involved or o.name == s.carried:
                 continue
             near = _seg_dist(o.xy, s.a, s.b) < o.footprint + s.radius + 0.01
-            if near and o.height > CARRY_HEIGHT:
+            if near and o.z + o.height > CARRY_HEIGHT:
                 fails.setdefault("path_clearance", []).append(f"{o.name} on {s.carried}'s path")
             if o.clutter and _seg_dist(o.xy, s.a, s.b) < o.footprint + s.radius + 0.03:
                 fails.setdefault("no_clutter_on_path", []).append(f"{o.name} on {s.carried}'s path")

@@ -1,5 +1,6 @@
 """Bench clutter (distractors no workflow step names): petri dish, pipette-tip box, lab notebook,
-wash bottle, sample vial, ice bucket. Free bodies from primitives, like the glassware."""
+wash bottle, sample vial, ice bucket (free bodies from primitives, like the glassware), and a shelf
+(static) that other clutter stands on."""
 
 from __future__ import annotations
 
@@ -85,3 +86,22 @@ def ice_bucket(parent, name: str, pos, radius: float = 0.07, height: float = 0.0
     body.add_geom(type=G.mjGEOM_CYLINDER, size=[radius * 0.85, 0.001, 0], pos=[0, 0, height + 0.001],
                   rgba=[0.9, 0.95, 1.0, 1.0], contype=0, conaffinity=0)
     return Asset(name, "ice_bucket", name, material, params={"radius": radius, "height": height})
+
+
+SHELF_BOARD = 0.012  # m, thickness of a shelf's top board
+
+
+def shelf(parent, name: str, pos, width: float = 0.3, depth: float = 0.14, height: float = 0.2,
+          rgba=(0.72, 0.55, 0.36, 1.0), material: str = "wood") -> Asset:
+    """A bench-top shelf: two side panels and a board whose top is `height` + board above the bench (static;
+    `params["top"]` is where things on it stand). Its long side runs along y."""
+    body = parent.add_body(name=name, pos=list(pos))
+    panel = 0.01
+    for side in (-1, 1):
+        body.add_geom(type=G.mjGEOM_BOX, size=[depth / 2, panel / 2, height / 2],
+                      pos=[0, side * (width / 2 - panel / 2), height / 2], rgba=list(rgba), friction=FRICTION)
+    body.add_geom(type=G.mjGEOM_BOX, size=[depth / 2, width / 2, SHELF_BOARD / 2], pos=[0, 0, height + SHELF_BOARD / 2],
+                  rgba=list(rgba), friction=FRICTION)
+    return Asset(name, "shelf", name, material, params={"radius": math.hypot(width, depth) / 2, "width": width,
+                                                         "depth": depth, "height": height + SHELF_BOARD,
+                                                         "top": height + SHELF_BOARD})
