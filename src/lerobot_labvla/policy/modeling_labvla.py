@@ -296,10 +296,10 @@ class LabVLAPolicy(PreTrainedPolicy):
         budget = self.config.max_prompt_tokens_with_state if self.config.mode == "fast_pretrain" else self.config.max_prompt_tokens
         return self.backbone.build_inputs(images, prompts, budget)
 
-    def _pad_state(self, state: Tensor, batch: dict) -> Tensor:
+    def _pad_state(self, state: Tensor, batch: dict | None = None) -> Tensor:
         """`(B, max_state_dim)`: zero-padded, and zero on the dims a mixed-robot dataset padded for the sample."""
         state = _pad_last(state.to(self.expert.state_proj.weight.dtype), self.config.max_state_dim)
-        dim_pad = _dim_is_pad(batch, STATE_DIM_PAD, state)
+        dim_pad = None if batch is None else _dim_is_pad(batch, STATE_DIM_PAD, state)
         return state if dim_pad is None else state.masked_fill(dim_pad, 0.0)
 
     def _valid_mask(self, batch: dict, actions: Tensor) -> Tensor:
