@@ -174,13 +174,13 @@ class MoTActionExpert(nn.Module):
         n = cap["n_before_prefix"] + hidden.shape[1]  # + the ki state token when the backbone had one
         cos, sin = cap["cos"][:, :n], cap["sin"][:, :n]
         keys, values = [], []
-        # The hooks keep the raw projections; the backbone's k_norm and RoPE are applied here, outside
-        # any activation-checkpointed layer (ops run inside one would have to be re-run identically).
-        for layer, k, v in zip(self._lm[0].layers, cap["keys"], cap["values"], strict=True):
-            attn = layer.self_attn
-            b = k.shape[0]
-            k = apply_rope(attn.k_norm(k[:, :n].view(b, n, -1, attn.head_dim)).transpose(1, 2), cos, sin)
-            v = v[:, :n].view(b, n, -1, attn.head_dim).transpose(1, 2)
+        # The hooks keep the k_norm and v_proj outputs the layers computed; RoPE (no parameters) is applied
+        # here. Nothing here may use a layer's weights: each decoder layer is an FSDP unit, whose weights
+        # are sharded outside its forward (tests/policy/test_policy_fsdp_cpu.py).
+        for k, v in zip(cap["keys"], cap["values"], strict=True):
+            b, head_dim = k.shape[0], k.shape[-1]
+            k = apply_rope(k[:, :n].transpose(1, 2), cos, sin)
+            v = v[:, :n].view(b, n, -1, head_dim).transpose(1, 2)
             keys.append(k if hidden.requires_grad else k.detach())
             values.append(v if hidden.requires_grad else v.detach())
         positions = cap["position_ids"][:, :, :n]
@@ -224,7 +224,8 @@ class MoTActionExpert(nn.Module):
 
 
 def _capture_hooks(backbone, store: dict) -> None:
-    """Forward hooks on the Qwen3-VL text model that keep each layer's raw K/V projections `(B, L, kv_heads * D)`.
+    """Forward hooks on the Qwen3-VL text model that keep each layer's q/k-normed keys `(B, L, kv_heads, D)`
+    (before RoPE) and value projections `(B, L, kv_heads * D)`.
 
     The hooks are module-level functions that find `store` on the module they fire on, so
     `copy.deepcopy(policy)` gives the copy hooks that fill the copy's store. They only keep
@@ -237,9 +238,9 @@ def _capture_hooks(backbone, store: dict) -> None:
     lm.register_forward_hook(_after_lm)
     lm.rotary_emb.register_forward_hook(_on_rope)
     for layer in lm.layers:
-        layer.self_attn.k_proj._mot = (store, "keys")
+        layer.self_attn.k_norm._mot = (store, "keys")
         layer.self_attn.v_proj._mot = (store, "values")
-        layer.self_attn.k_proj.register_forward_hook(_on_kv)
+        layer.self_attn.k_norm.register_forward_hook(_on_kv)
         layer.self_attn.v_proj.register_forward_hook(_on_kv)
 
 
