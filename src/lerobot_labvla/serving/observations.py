@@ -225,7 +225,8 @@ def _describe_nonfinite(arr: np.ndarray) -> str:
 
 def _all_finite(arr: np.ndarray) -> bool:
     # A robot state is a few numbers: a Python loop over them touches far less code than a ufunc and a
-    # reduction, which matters on a request path that runs with cold caches after each model call.
+    # reduction, which matters on the per-request path (it runs with cold caches: the core idles
+    # between a lone client's requests).
     if arr.size <= 64:
         return all(map(math.isfinite, arr.ravel().tolist()))
     return bool(np.isfinite(arr).all())
