@@ -8,7 +8,7 @@ import json
 import mujoco
 import numpy as np
 import pytest
-from genesis_helpers import EXAMPLES
+from genesis_helpers import EXAMPLES, run_main
 
 from lerobot_labvla.envs.labutopia.splits import get_split
 from lerobot_labvla.genesis import assets as L
@@ -220,3 +220,10 @@ def test_a_shelf_holds_distractors_and_the_checks_judge_them_at_its_height():
     shelves = [k for k in placed if placed[k]["variant"].startswith("shelf/")]
     assert len(shelves) == 1 and [v["on"] for v in placed.values() if "on" in v] and \
         all(v["on"] == shelves[0] and v["z"] > 0.15 for v in placed.values() if "on" in v)
+
+
+def test_scenes_survey_with_shelves(capsys):
+    code, out, _ = run_main(capsys, "scenes", "--n", "2", "--shelf", "1", "--no-progress")
+    assert code == 0 and "'shelf': 1.0" in out and "valid in 12 layouts" in out
+    code, _, err = run_main(capsys, "scenes", "--n", "2", "--shelf", "2", "--no-progress")
+    assert code == 2 and "--shelf 2.0 must be a probability" in err

@@ -122,7 +122,10 @@ def _scenes(args) -> int:
 
         if args.n < 1:
             raise LabVLAError(f"--n {args.n} must be >= 1")
-        report = survey(args.n, args.seed, args.randomize, progress=not args.no_progress)
+        if not 0.0 <= args.shelf <= 1.0:
+            raise LabVLAError(f"--shelf {args.shelf} must be a probability in [0, 1]")
+        preset = {"preset": args.randomize, "clutter": {"shelf": args.shelf}} if args.shelf else args.randomize
+        report = survey(args.n, args.seed, preset, progress=not args.no_progress)
         print_table(report)
         if args.json:
             write_json(report, args.json)
@@ -236,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--n", type=int, default=None, help="build and validate this many random scenes, print the pass rate per check")
     sc.add_argument("--seed", type=int, default=0)
     sc.add_argument("--randomize", choices=("none", "light", "full"), default="full", help="preset the scenes are drawn under")
+    sc.add_argument("--shelf", type=float, default=0.0,
+                    help="probability of a shelf holding distractors in each scene (the preset's clutter.shelf: 0)")
     sc.add_argument("--json", default=None, help="also write the report here (e.g. benchmarks/results/genesis_scenes.json)")
     sc.add_argument("--no-progress", action="store_true", help="no progress bar")
     pv = sub.add_parser("preview", help="a PNG grid of first frames: one row per randomization axis, one column per seed")
