@@ -204,6 +204,13 @@ else:
 
     @pytest.mark.slow
     def test_fsdp2_on_two_cpu_ranks_trains_like_one_process_and_its_checkpoint_samples(ds7, tmp_path):
+        """What it caught or catches (each planted once by hand):
+        - a shard unit's weights used outside its forward: the MoT expert applied each decoder layer's k_norm
+          in `project_context` (the ranks crash: "mixed torch.Tensor and DTensor"; fixed in mot.py);
+        - no gradient reduction across ranks (`set_requires_gradient_sync(False)`): the losses part after step 1;
+        - grad clipping by the norm of a rank's own shard: the grad norms differ (the losses alone did not
+          notice: Adam's first steps are nearly invariant to the gradient's scale).
+        """
         world = 2
         raw = raw_batch(ds7, size=4)
         gen = torch.Generator().manual_seed(0)

@@ -1,7 +1,8 @@
 """`lerobot-train` under `accelerate launch` with 2 processes: DDP on CPU (gloo), FSDP on 2+ GPUs.
 
-accelerate 1.x has no FSDP on CPU (its CPU path is MULTI_CPU/DDP only), so the FSDP run needs GPUs;
-the shipped configs/accelerate/fsdp.yaml is what it launches with.
+accelerate 1.x has no FSDP on CPU (its CPU path is MULTI_CPU/DDP only), so the accelerate FSDP run needs
+GPUs; the shipped configs/accelerate/fsdp.yaml is what it launches with. Our FSDP shard units are tested
+on CPU in test_policy_fsdp_cpu.py, with torch's own FSDP2 (`fully_shard`, 2 gloo ranks under torchrun).
 """
 
 from __future__ import annotations
