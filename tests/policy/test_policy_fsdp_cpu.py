@@ -1,12 +1,13 @@
-"""FSDP on CPU: PyTorch's FSDP2 (`fully_shard`) over 2 gloo ranks, sharding exactly the units
-`parallelize.fsdp_shard_units` names for the tiny labvla in `ki` mode (cross-attention DiT expert, and the
-MoT expert), trains like one process on the same global batch and saves a checkpoint that loads and samples.
+"""FSDP on CPU, 2 gloo ranks under `torchrun`: the tiny labvla in `ki` mode, sharded into exactly the units
+`parallelize.fsdp_shard_units` names, trains like one process on the same global batch, and its gathered
+state dict saves as a checkpoint that loads and samples. Three runs: PyTorch's FSDP2 (`fully_shard`) with the
+cross-attention DiT expert and with the MoT expert, and FSDP1 wrapped as configs/accelerate/fsdp.yaml asks
+(accelerate's TRANSFORMER_BASED_WRAP of `_no_split_modules`, FULL_SHARD, use_orig_params) with the DiT expert.
 
-accelerate 1.x turns FSDP on only for GPU-like devices (its CPU path is MULTI_CPU, i.e. DDP), so the
-`accelerate launch --config_file configs/accelerate/fsdp.yaml` run stays a GPU test
-(test_policy_multiprocess.py). This test shards with torch's own FSDP2 instead, under `torchrun`: it checks
-that our shard units are FSDP-safe (no unit's parameters are read outside its forward) and that sharded
-training equals unsharded training, not accelerate's FSDP1 wrapping itself.
+accelerate 1.x turns FSDP on only for GPU-like devices (its CPU path is MULTI_CPU, i.e. DDP), so
+`accelerate launch --config_file configs/accelerate/fsdp.yaml $(which lerobot-train)` stays a GPU test
+(test_policy_multiprocess.py); this one builds the same FSDP1 wrapping by hand, without accelerate's
+`prepare` and lerobot-train's loop.
 
 This file is also the rank script: `torchrun ... test_policy_fsdp_cpu.py WORKDIR` runs `worker`.
 """
@@ -27,6 +28,8 @@ import torch
 
 STEPS = 3
 MODES = ("cross", "mot")
+# (expert, FSDP version): FSDP2 for both experts; FSDP1 (what the shipped accelerate config runs) for the default one.
+RUNS = (("cross", "fsdp2"), ("mot", "fsdp2"), ("cross", "fsdp1"))
 
 
 def fixed_draws(t: torch.Tensor, noise: torch.Tensor):
@@ -69,24 +72,18 @@ def optimizer(policy) -> torch.optim.Optimizer:
     return torch.optim.AdamW(policy.get_optim_params(), betas=(0.9, 0.95), eps=1e-6)
 
 
-def train(policy, batch: dict, draws: dict, rank: int, world: int, all_reduce=None) -> tuple[list[float], list[float]]:
-    """STEPS AdamW steps with LeRobot's grad clip 1.0; each rank's loss is on its share of the global batch.
-
-    Returns the global loss (the mean over ranks, what DDP/FSDP optimize) and the clipped grad norm per step.
-    """
-    opt = optimizer(policy)
+def train(model, opt, clip, batch: dict, draws: dict, rank: int, world: int, all_reduce) -> tuple[list[float], list[float]]:
+    """STEPS AdamW steps with LeRobot's grad clip 1.0 (`clip(max_norm)`); each rank's loss is on its share of
+    the global batch. Returns the global loss (the mean over ranks, what FSDP optimizes) and the grad norm per step."""
     losses, norms = [], []
     for step in range(STEPS):
         opt.zero_grad()
         with drawn(draws, step, rank, world):
-            loss, _ = policy(part(batch, rank, world))
+            loss, _ = model(part(batch, rank, world))
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        norm = clip(1.0)
         opt.step()
-        loss = loss.detach()
-        if all_reduce is not None:
-            loss = all_reduce(loss) / world
-        losses.append(loss.item())
+        losses.append((all_reduce(loss.detach()) / world).item())
         norms.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
     return losses, norms
 
@@ -113,24 +110,71 @@ def reference(checkpoint: Path, batch: dict, draws: dict, world: int) -> tuple[o
     return policy, losses, norms
 
 
-def shard(policy, mesh) -> list[str]:
-    """FSDP2 over `parallelize.fsdp_shard_units`: each unit module its own FSDP group, the rest in the root."""
+def fsdp2(policy, mesh):
+    """FSDP2 over `parallelize.fsdp_shard_units`: each unit module its own FSDP group, the rest in the root.
+    The optimizer comes after `fully_shard`, which swaps the parameters for DTensors."""
     from torch.distributed.fsdp import fully_shard
 
     from lerobot_labvla.policy.parallelize import fsdp_shard_units
 
     units = set(fsdp_shard_units(policy))
-    wrapped = [name for name, m in policy.named_modules() if type(m).__name__ in units]
-    for name in wrapped:  # the units never nest, so their order does not matter
-        fully_shard(policy.get_submodule(name), mesh=mesh)
+    for module in list(policy.modules()):  # the units never nest, so their order does not matter
+        if type(module).__name__ in units:
+            fully_shard(module, mesh=mesh)
     fully_shard(policy, mesh=mesh)
-    return wrapped
+    return policy, optimizer(policy), lambda max_norm: torch.nn.utils.clip_grad_norm_(policy.parameters(), max_norm)
+
+
+def fsdp1(policy, mesh):
+    """FSDP1 as configs/accelerate/fsdp.yaml asks for it: accelerate's TRANSFORMER_BASED_WRAP of the policy's
+    `_no_split_modules`, the yaml's sharding strategy, backward prefetch and use_orig_params, and LeRobot's
+    order (the optimizer is built before the model is wrapped: use_orig_params keeps the parameter objects).
+
+    Two yaml settings FSDP1 refuses or breaks on CPU are left out: `sync_module_states` (it needs GPU
+    tensors; every rank loads the same checkpoint here) and the gather's `offload_to_cpu` + `rank0_only`
+    (rank 0 segfaults on CPU tensors in torch 2.11; `full_state_dict` gathers on every rank, not offloaded).
+    """
+    import yaml
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp import BackwardPrefetch, ShardingStrategy
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp.yaml"
+    cfg = yaml.safe_load(shipped.read_text())["fsdp_config"]
+    assert cfg["fsdp_version"] == 1 and cfg["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP", cfg
+    plugin = FullyShardedDataParallelPlugin(auto_wrap_policy="transformer_based_wrap")
+    plugin.set_auto_wrap_policy(policy)
+    opt = optimizer(policy)
+    model = FSDP(
+        policy,
+        auto_wrap_policy=plugin.auto_wrap_policy,
+        sharding_strategy=ShardingStrategy[cfg["fsdp_sharding_strategy"]],
+        backward_prefetch=BackwardPrefetch[cfg["fsdp_backward_prefetch"]],
+        use_orig_params=cfg["fsdp_use_orig_params"],
+        device_id=torch.device("cpu"),
+    )
+    return model, opt, model.clip_grad_norm_
+
+
+def shard_units(model) -> list[str]:
+    """The policy's submodules that hold their own shards (FSDP2 renames their class, FSDP1 wraps them)."""
+    return [
+        name.replace("_fsdp_wrapped_module.", "")
+        for name, m in model.named_modules()
+        if m is not model and type(m).__name__.startswith(("FSDP", "FullyShardedDataParallel"))
+    ]
+
+
+def full_state_dict(model) -> dict:
+    """The unsharded state dict, under the policy's own parameter names, on every rank (FSDP1 and FSDP2)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
 
 
 def worker(workdir: Path) -> None:
-    """One rank: shard, train STEPS steps, gather the full state dict, and (rank 0) save it as a checkpoint."""
+    """One rank: for each of RUNS, shard, train STEPS steps, gather the full state dict, and (rank 0) save it."""
     import torch.distributed as dist
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from torch.distributed.device_mesh import init_device_mesh
 
     from lerobot_labvla.policy.modeling_labvla import LabVLAPolicy
@@ -145,19 +189,19 @@ def worker(workdir: Path) -> None:
         dist.all_reduce(x)
         return x
 
-    for mode in MODES:
+    for mode, fsdp in RUNS:
         policy = LabVLAPolicy.from_pretrained(workdir / mode / "init").train()
-        wrapped = shard(policy, mesh)
-        print(f"rank {rank} {mode}: {len(wrapped)} FSDP units {sorted({n.rsplit('.', 1)[0] for n in wrapped})}", flush=True)
-        losses, norms = train(policy, batch, draws, rank, world, all_reduce)
-        full = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        model, opt, clip = {"fsdp1": fsdp1, "fsdp2": fsdp2}[fsdp](policy, mesh)
+        losses, norms = train(model, opt, clip, batch, draws, rank, world, all_reduce)
+        full = full_state_dict(model)
         if rank == 0:
+            out = workdir / mode / fsdp
             plain = LabVLAPolicy.from_pretrained(workdir / mode / "init")
             plain.load_state_dict(full, strict=True)
-            plain.save_pretrained(workdir / mode / "fsdp")
+            plain.save_pretrained(out)
             for processor in (workdir / mode / "init").glob("policy_*processor*"):  # as lerobot-train saves them
-                shutil.copy(processor, workdir / mode / "fsdp")
-            torch.save({"losses": losses, "norms": norms, "units": wrapped}, workdir / mode / "fsdp.pt")
+                shutil.copy(processor, out)
+            torch.save({"losses": losses, "norms": norms, "units": shard_units(model)}, out / "run.pt")
         dist.barrier()
     dist.destroy_process_group()
 
@@ -170,6 +214,7 @@ else:
 
     from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
     from lerobot_labvla.policy.modeling_labvla import LabVLAPolicy
+    from lerobot_labvla.policy.parallelize import fsdp_shard_units
 
     from test_policy_modeling import raw_batch
     from test_policy_training import TINY
@@ -203,7 +248,7 @@ else:
         return out
 
     @pytest.mark.slow
-    def test_fsdp2_on_two_cpu_ranks_trains_like_one_process_and_its_checkpoint_samples(ds7, tmp_path):
+    def test_fsdp_on_two_cpu_ranks_trains_like_one_process_and_its_checkpoint_samples(ds7, tmp_path):
         """What it caught or catches (each planted once by hand):
         - a shard unit's weights used outside its forward: the MoT expert applied each decoder layer's k_norm
           in `project_context` (the ranks crash: "mixed torch.Tensor and DTensor"; fixed in mot.py);
@@ -214,14 +259,17 @@ else:
         world = 2
         raw = raw_batch(ds7, size=4)
         gen = torch.Generator().manual_seed(0)
+        units = {}
         for mode in MODES:
             kw = TINY | ({"expert_attention": "mot", "expert_width": 32} if mode == "mot" else {})
             cfg = LabVLAConfig(**kw, mode="ki")
             policy = make_policy(cfg, ds_meta=ds7.meta)
+            shard_classes = set(fsdp_shard_units(policy))
+            units[mode] = sorted(n for n, m in policy.named_modules() if type(m).__name__ in shard_classes)
             pre, post = make_pre_post_processors(cfg, dataset_stats=ds7.meta.stats)
-            for part_ in (policy, pre, post):  # a checkpoint as lerobot-train writes it (the normalizer too)
-                part_.save_pretrained(tmp_path / mode / "init")
-        batch = pre(raw)
+            for piece in (policy, pre, post):  # a checkpoint as lerobot-train writes it (the normalizer too)
+                piece.save_pretrained(tmp_path / mode / "init")
+        batch = pre(raw)  # the same for both experts: the processor does not depend on the expert
         actions = batch["action"]
         shape = (STEPS, actions.shape[0], actions.shape[1], cfg.max_action_dim)
         draws = {"t": torch.rand(STEPS, shape[1], generator=gen), "noise": torch.randn(shape, generator=gen)}
@@ -234,19 +282,20 @@ else:
         finally:
             out = wait(proc)
 
-        for mode in MODES:
+        for mode, fsdp in RUNS:
             ref_policy, ref_losses, ref_norms = refs[mode]
-            run = torch.load(tmp_path / mode / "fsdp.pt")
-            # Every expert block and VLM layer is its own unit (the root keeps embeddings, heads, projections).
-            assert sum(".transformer_blocks." in u or ".mot_layers." in u or u.startswith("expert.") for u in run["units"]) >= 2, run["units"]
-            assert any(".language_model.layers." in u for u in run["units"]), run["units"]
+            run = torch.load(tmp_path / mode / fsdp / "run.pt")
+            what = f"{mode} expert, {fsdp}"
+            # Each expert block, VLM decoder layer and vision block/patch embed/merger holds its own shard.
+            assert sorted(run["units"]) == units[mode], (what, run["units"])
+            assert len(units[mode]) >= 9, units[mode]  # 2 expert blocks + 2 LM layers + 2 vision blocks + 3
             # (a) Same losses and clipped-gradient norms as one process on the global batch; the norms are
             # > 1 (clipping is active), so a norm taken over a rank's shard alone would not match.
-            torch.testing.assert_close(run["losses"], ref_losses, rtol=1e-5, atol=1e-6, msg=f"{mode} losses\n{out[-2000:]}")
-            torch.testing.assert_close(run["norms"], ref_norms, rtol=1e-4, atol=1e-6, msg=f"{mode} grad norms")
+            torch.testing.assert_close(run["losses"], ref_losses, rtol=1e-5, atol=1e-6, msg=f"{what}: losses\n{out[-2000:]}")
+            torch.testing.assert_close(run["norms"], ref_norms, rtol=1e-4, atol=1e-6, msg=f"{what}: grad norms")
             assert min(ref_norms) > 1.0, ref_norms
             # ... and the same updated parameters, gathered from the shards into a plain checkpoint.
-            loaded = LabVLAPolicy.from_pretrained(tmp_path / mode / "fsdp")
+            loaded = LabVLAPolicy.from_pretrained(tmp_path / mode / fsdp)
             init = LabVLAPolicy.from_pretrained(tmp_path / mode / "init").state_dict()
             ref_state, got = ref_policy.state_dict(), loaded.state_dict()
             assert ref_state.keys() == got.keys()
@@ -257,9 +306,9 @@ else:
                     continue
                 # The updates, not the weights: 3 steps at lr 1e-4 move a weight by <= 3e-4, less than a
                 # relative tolerance on a weight of size ~1 would notice.
-                torch.testing.assert_close(got[name] - init[name], value - init[name], rtol=1e-3, atol=1e-6, msg=f"{mode} {name}")
+                torch.testing.assert_close(got[name] - init[name], value - init[name], rtol=1e-3, atol=1e-6, msg=f"{what}: {name}")
                 moved += not torch.equal(value, init[name])
-            assert moved > len(ref_state) // 2, f"{mode}: only {moved} of {len(ref_state)} tensors trained"
+            assert moved > len(ref_state) // 2, f"{what}: only {moved} of {len(ref_state)} tensors trained"
             # (b) The checkpoint samples, as the in-memory model does.
             sample = part(batch, 0, world)
             noise = torch.randn(len(sample["observation.state"]), cfg.chunk_size, cfg.max_action_dim, generator=gen)
