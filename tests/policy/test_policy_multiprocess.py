@@ -2,7 +2,8 @@
 
 accelerate 1.x has no FSDP on CPU (its CPU path is MULTI_CPU/DDP only), so the accelerate FSDP run needs
 GPUs; the shipped configs/accelerate/fsdp.yaml is what it launches with. Our FSDP shard units are tested
-on CPU in test_policy_fsdp_cpu.py, with torch's own FSDP2 (`fully_shard`, 2 gloo ranks under torchrun).
+on CPU in test_policy_fsdp_cpu.py (torch's FSDP2, and FSDP1 wrapped as that yaml asks, 2 gloo ranks
+under torchrun, without accelerate's `prepare` or lerobot-train).
 """
 
 from __future__ import annotations
