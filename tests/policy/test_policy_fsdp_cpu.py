@@ -15,10 +15,7 @@ This file is also the rank script: `torchrun ... test_policy_fsdp_cpu.py WORKDIR
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -217,34 +214,22 @@ else:
     from lerobot_labvla.policy.parallelize import fsdp_shard_units
 
     from test_policy_modeling import raw_batch
+    from test_policy_multiprocess import finish_ranks, free_port, start_ranks
     from test_policy_training import TINY
 
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    def torchrun(workdir: Path, timeout: int = 400) -> subprocess.Popen:
-        """2 ranks on the loopback interface (static rendezvous, gloo pinned to `lo`), in their own process
-        group, so that a hang is killed whole below pytest's 900 s and its output shown (see test_policy_multiprocess)."""
-        cmd = [
+    def torchrun(workdir: Path) -> subprocess.Popen:
+        """2 ranks of this file's `worker`, pinned to the loopback interface (static rendezvous, gloo on `lo`)."""
+        return start_ranks([
             sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2", "--node-rank=0",
             "--rdzv-backend=static", "--master-addr=127.0.0.1", f"--master-port={free_port()}",
             __file__, str(workdir),
-        ]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
-               "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                start_new_session=True)
+        ])
 
     def wait(proc: subprocess.Popen, timeout: int = 400) -> str:
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate()
-            pytest.fail(f"torchrun ran past {timeout} s; the ranks' output:\n{out[-4000:]}")
-        assert proc.returncode == 0, f"rc={proc.returncode}; the ranks' output:\n{out[-4000:]}"
+        """The ranks' output; a hang is killed whole below pytest's 900 s and its output shown."""
+        done = finish_ranks(proc, timeout)
+        out = done.stdout + done.stderr
+        assert done.returncode == 0, f"rc={done.returncode}; the ranks' output:\n{out[-4000:]}"
         return out
 
     @pytest.mark.slow

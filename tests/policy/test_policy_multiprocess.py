@@ -53,19 +53,28 @@ def launch(launcher: list[str], dataset, out: Path, *extra: str, device: str = "
         f"--policy.device={device}",
         *train_args(dataset, out, *extra, steps=3),
     ]
+    done = finish_ranks(start_ranks(cmd), timeout)
+    assert_ok(done)
+    return done
+
+
+def start_ranks(cmd: list[str]) -> subprocess.Popen:
+    """A multi-process launcher (accelerate launch, torchrun) on the loopback interface, in its own process group."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
            "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
+
+
+def finish_ranks(proc: subprocess.Popen, timeout: int) -> subprocess.CompletedProcess:
+    """Wait for `start_ranks`; past `timeout` kill the whole group and fail with the ranks' output."""
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
-        pytest.fail(f"accelerate launch ran past {timeout} s; its output:\n{(stdout + stderr)[-4000:]}")
-    done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
-    assert_ok(done)
-    return done
+        pytest.fail(f"{' '.join(proc.args[:3])} ran past {timeout} s; its output:\n{(stdout + stderr)[-4000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def loads_and_samples(checkpoint: Path) -> None:
