@@ -214,15 +214,21 @@ def plan_scene(wf, rz, layout_rng: np.random.Generator, jitter_rng: np.random.Ge
         (x0, x1), (y0, y1) = CLUTTER_REGION
         for _ in range(tries):
             xy = (float(clutter_rng.uniform(x0, x1)), float(clutter_rng.uniform(y0, y1)))
-            if (_on_bench(xy, v.footprint) and not _overlaps(xy, v.footprint, plan.placements + keep_out, 0.03)
-                    and not _on_path(xy, v.footprint, plan.segments, 0.04)
-                    and not _overlaps(xy, v.footprint, [p for p in placed if p.name in targets], ARM_CLEARANCE)
-                    and not any(math.hypot(xy[0] - q[0], xy[1] - q[1]) < v.footprint + 0.08 for q in points)):
+            if _clutter_fits(xy, v, plan, keep_out, placed, targets, points):
                 plan.placements.append(Placement(f"clutter_{i}", v, xy, clutter=True))
                 break
     if rz.clutter.shelf and clutter_rng.random() < rz.clutter.shelf:  # no draw at all without shelves
         _place_shelf(plan, pool, keep_out, placed, targets, points, clutter_rng, tries)
     return plan
+
+
+def _clutter_fits(xy, v, plan: ScenePlan, keep_out: list, placed: list, targets: list, points: list) -> bool:
+    """A distractor (or shelf) of variant `v` at `xy`: on the bench, clear of what is placed and of the keep-out
+    zones, off the carry paths, an arm's clearance from the step targets, 8 cm from every point a step acts on."""
+    return (_on_bench(xy, v.footprint) and not _overlaps(xy, v.footprint, plan.placements + keep_out, 0.03)
+            and not _on_path(xy, v.footprint, plan.segments, 0.04)
+            and not _overlaps(xy, v.footprint, [p for p in placed if p.name in targets], ARM_CLEARANCE)
+            and not any(math.hypot(xy[0] - q[0], xy[1] - q[1]) < v.footprint + 0.08 for q in points))
 
 
 def _place_shelf(plan: ScenePlan, pool: list, keep_out: list, placed: list, targets: list, points: list,
@@ -233,10 +239,7 @@ def _place_shelf(plan: ScenePlan, pool: list, keep_out: list, placed: list, targ
     (x0, x1), (y0, y1) = SHELF_REGION
     for _ in range(tries):
         xy = (float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1)))
-        if (_on_bench(xy, v.footprint) and not _overlaps(xy, v.footprint, plan.placements + keep_out, 0.03)
-                and not _on_path(xy, v.footprint, plan.segments, 0.04)
-                and not _overlaps(xy, v.footprint, [p for p in placed if p.name in targets], ARM_CLEARANCE)
-                and not any(math.hypot(xy[0] - q[0], xy[1] - q[1]) < v.footprint + 0.08 for q in points)):
+        if _clutter_fits(xy, v, plan, keep_out, placed, targets, points):
             break
     else:
         return
