@@ -86,6 +86,14 @@ def test_training_failure_names_the_log(tmp_path):
         demo.train("fake", [sys.executable, "-c", "print('boom'); raise SystemExit(3)"], out, 1.0, 1)
 
 
+def test_stopping_a_trainer_that_already_exited_and_was_reaped_is_not_an_error():
+    # The watchdog thread and the main thread both poll the trainer: one can reap it between the other's poll() and
+    # its SIGTERM, and the demo then died with "error: ProcessLookupError" after every trainer had finished.
+    proc = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    proc.wait()
+    demo._stop(proc)
+
+
 def _rows(task, split, episodes, **success):
     return [demo.Row(task, split, p, s, s, episodes) for p, s in success.items()]
 

@@ -234,6 +234,15 @@ def _stream(proc: subprocess.Popen, log_path: Path, run_: TrainRun, log_freq: in
             sys.stdout.flush()
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the trainer's process group. It may be gone already: between a `poll()` that saw it running and the
+    signal, it can exit and be reaped (the watchdog thread polls too), and then the group no longer exists."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
 def train(name: str, cmd: list[str], out: Path, minutes: float, log_freq: int, prefix: str = "",
           env: dict[str, str] | None = None) -> TrainRun:
     """`lerobot-train` with its log streamed live; stopped at the wall-time budget, the newest checkpoint kept."""
@@ -263,7 +272,7 @@ def train(name: str, cmd: list[str], out: Path, minutes: float, log_freq: int, p
             if time.monotonic() - start > minutes * 60:
                 if last is not None:
                     state["stopped"] = True
-                    os.killpg(proc.pid, signal.SIGTERM)
+                    _stop(proc)
                     return
                 if not state.get("warned"):
                     state["warned"] = True
@@ -276,7 +285,7 @@ def train(name: str, cmd: list[str], out: Path, minutes: float, log_freq: int, p
         _stream(proc, log_path, run_, log_freq, prefix)
     finally:
         if proc.poll() is None:  # the demo itself was interrupted: take the trainer down with it
-            os.killpg(proc.pid, signal.SIGTERM)
+            _stop(proc)
     proc.wait()
     run_.seconds = time.monotonic() - start
     if proc.returncode != 0 and not state["stopped"]:
