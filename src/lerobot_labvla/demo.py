@@ -235,8 +235,9 @@ def _stream(proc: subprocess.Popen, log_path: Path, run_: TrainRun, log_freq: in
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the trainer's process group. It may be gone already: between a `poll()` that saw it running and the
-    signal, it can exit and be reaped (the watchdog thread polls too), and then the group no longer exists."""
+    """SIGTERM the trainer's process group. It may be gone already: `Popen.poll()` answers None while another
+    thread holds its waitpid lock, so the main thread can see a running trainer that the watchdog thread is reaping
+    at that moment, and then the group no longer exists."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
