@@ -288,3 +288,42 @@ def test_ray_backend_runs_the_same_rollouts(tmp_path):
                    "--image-size", str(IMAGE), "--backend", "ray")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert LeRobotDataset("local/labutopia_pick_up", root=out).num_episodes == 1
+
+
+@pytest.mark.slow
+def test_action_noise_executes_noisy_actions_and_records_the_experts_corrections(tmp_path):
+    """`--action-noise` (DART): the arm runs recorded action + noise, the dataset keeps the clean expert action,
+    and that action undoes the previous step's noise (the expert plans from the commanded pose)."""
+    from lerobot_labvla.envs.labutopia.env import LabUtopiaEnv
+    from lerobot_labvla.genesis.runner import EpisodeJob, _noise_source, episode_seed, run_episode
+
+    seed, std = episode_seed(0, 0), 0.3
+    runs = {}
+    for n in (0.0, std):
+        (tmp_path / str(n)).mkdir()
+        s = run_episode(EpisodeJob(WF.read_text(), str(WF), 0, seed, IMAGE, str(tmp_path / str(n)), action_noise=n))
+        assert s.kept, (s.reason, s.detail)
+        with np.load(s.path) as z:
+            runs[n] = z["state"], z["action"]
+    (states, actions), (_, clean) = runs[std], runs[0.0]
+    draw = _noise_source(np.random.default_rng([seed, 1]), std, actions.shape[1])
+    noise = np.stack([draw() for _ in actions])
+    assert np.all(noise[:, 6] == 0) and noise[:, :6].std() > 0.2  # the gripper is never perturbed
+
+    env = LabUtopiaEnv("pick_up", "id", obs_type="agent_pos", render_mode=None)
+    for add_noise, matches in ((True, True), (False, False)):
+        obs, _ = env.reset(seed=seed)
+        replayed = [obs["agent_pos"]]
+        for a, n in zip(actions[:-1], noise):
+            a = np.clip(a + n, env.action_space.low, env.action_space.high) if add_noise else a
+            replayed.append(env.step(a.astype(np.float32))[0]["agent_pos"])
+        gap = np.abs(np.stack(replayed) - states).max()
+        assert (gap < 1e-5) if matches else (gap > 0.05), gap  # executed = recorded + noise; the labels are clean
+
+    # The next label corrects the noise: against the noiseless episode (same scene, same plan), over the approach
+    # (first 40 steps) where neither action is clipped, a[t+1] - clean[t+1] = -noise[t] (slope 1).
+    t = min(40, len(clean))
+    x, y = -noise[: t - 1, :6].ravel(), (actions[1:t, :6] - clean[1:t, :6]).ravel()
+    free = (np.abs(actions[1:t, :6]) < 0.99).ravel() & (np.abs(clean[1:t, :6]) < 0.99).ravel()
+    slope = np.polyfit(x[free], y[free], 1)[0]
+    assert 0.9 < slope < 1.1 and free.mean() > 0.8, (slope, free.mean())

@@ -73,7 +73,8 @@ def _generate(args) -> int:
     report = generate(loaded, Path(args.out), episodes=args.episodes, workers=args.workers, seed=args.seed,
                       image_size=args.image_size, backend=args.backend, repo_id=args.repo_id,
                       max_attempts=args.max_attempts, flush_every=args.flush_every, progress=not args.no_progress,
-                      randomize=args.randomize, depth=args.depth, robot=args.robot)
+                      randomize=args.randomize, depth=args.depth, robot=args.robot,
+                      action_noise=args.action_noise)
     print(json.dumps({k: report[k] for k in ("kept", "tried", "success_rate", "rejected")}))
     return 0 if report["kept"] >= args.episodes else 1
 
@@ -229,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--depth", action="store_true",
                    help="also record each fixed camera's depth in metres (LeRobot depth video observation.depth.<camera>)")
     g.add_argument("--robot", default=None, help="robot profile replacing the workflow's `robot:` (labvla-genesis robots)")
+    g.add_argument("--action-noise", type=float, default=0.0, metavar="STD",
+                   help="noise injection: the arm executes the expert's ee_delta action plus Gaussian noise of this std "
+                        "(action units, 1 = 2.5 cm / 0.1 rad) while the dataset records the clean action (default 0: off)")
     g.add_argument("--randomize", choices=("none", "light", "full"), default=None,
                    help="randomization preset (six axes + paraphrases; default: the workflow's `randomize:`, else legacy jitter)")
     r = sub.add_parser("robots", help="robot profiles a workflow can name (`robot:`): arms, DoF, gripper, licence")

@@ -33,6 +33,7 @@ class EpisodeJob:
     depth: bool = False  # also a full-size depth image per fixed camera (float32 metres)
     randomize: str | None = None  # a preset (none|light|full) replacing the workflow's `randomize:`
     robot: str | None = None  # a robot profile replacing the workflow's `robot:` (generate --robot)
+    action_noise: float = 0.0  # std of Gaussian noise on the executed arm actions (generate --action-noise)
 
 
 @dataclass
@@ -121,6 +122,11 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
         tcp_path, fps = [], round(1.0 / sim.control_dt)
         step_start: dict[int, int] = {}
         idle, reason, detail, success = 0, "timeout", f"no success within {env._max_episode_steps} steps", False
+        # Noise injection (DART, Laskey et al. 2017): the arm executes the expert's action plus noise while the
+        # episode records the expert's clean action, so the data holds states off the expert's path labelled with
+        # the action that leads back (the expert plans from the arm's commanded pose, so its next action corrects).
+        noise = (_noise_source(np.random.default_rng([job.seed, 1]), job.action_noise, env.action_dim)
+                 if job.action_noise > 0 else None)
         for t in range(env._max_episode_steps):
             t0 = time.perf_counter()
             ctx["frame"] = t
@@ -141,7 +147,8 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
                 t_render += time.perf_counter() - t0
             tcp_path.append(sim.tcp_pos)
             t0 = time.perf_counter()
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, _, terminated, truncated, info = env.step(
+                action if noise is None else _perturbed(action, noise, env.action_space))
             events = monitor.step(t, _involved(ctx.get("current", step), ctx), gripper_closed=action[-1] < 0)
             t_phys += time.perf_counter() - t0
             if job.record:
@@ -220,6 +227,18 @@ def _record(rec, sim, cams, cameras, depth_cams, obs, action, t, fps, i, start, 
     rec["annotation.depth"].append(full[cameras[0]][::stride, ::stride][:d, :d].ravel())
     for c in depth_cams:
         rec[f"depth.{c}"].append(full[c])
+
+
+def _noise_source(rng: np.random.Generator, std: float, dim: int):
+    """Per-step noise for the arm dims of an ee_delta action; the gripper dim (the last of each arm's block of 7)
+    stays exact so that a grasp is never opened by noise."""
+    arm = np.ones(dim, dtype=bool)
+    arm[6::7] = False
+    return lambda: np.where(arm, rng.normal(0.0, std, dim), 0.0)
+
+
+def _perturbed(action: np.ndarray, noise, space) -> np.ndarray:
+    return np.clip(action + noise(), space.low, space.high).astype(np.float32)
 
 
 def _depth(cams, sim, camera: str) -> np.ndarray:
