@@ -305,6 +305,7 @@ def test_action_noise_executes_noisy_actions_and_records_the_experts_corrections
         assert s.kept, (s.reason, s.detail)
         with np.load(s.path) as z:
             runs[n] = z["state"], z["action"]
+            assert json.loads(str(z["episode_meta"]))["episode_metadata"]["action_noise"] == n
     (states, actions), (_, clean) = runs[std], runs[0.0]
     draw = _noise_source(np.random.default_rng([seed, 1]), std, actions.shape[1])
     noise = np.stack([draw() for _ in actions])
@@ -327,3 +328,14 @@ def test_action_noise_executes_noisy_actions_and_records_the_experts_corrections
     free = (np.abs(actions[1:t, :6]) < 0.99).ravel() & (np.abs(clean[1:t, :6]) < 0.99).ravel()
     slope = np.polyfit(x[free], y[free], 1)[0]
     assert 0.9 < slope < 1.1 and free.mean() > 0.8, (slope, free.mean())
+
+
+@pytest.mark.parametrize("std", [-0.1, float("nan"), float("inf")])
+def test_action_noise_must_be_a_finite_non_negative_std(std, tmp_path):
+    from lerobot_labvla.errors import LabVLAError
+    from lerobot_labvla.genesis.generate import generate as generate_
+    from lerobot_labvla.genesis.workflow import load_workflow
+
+    with pytest.raises(LabVLAError, match="--action-noise .* must be a finite std >= 0"):
+        generate_(load_workflow(WF), tmp_path / "out", episodes=1, action_noise=std)
+    assert not (tmp_path / "out").exists()

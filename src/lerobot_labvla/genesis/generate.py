@@ -92,6 +92,8 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
     """Roll out until `episodes` are kept (or `max_attempts` tried); returns the generation report."""
     from tqdm import tqdm
 
+    if not 0.0 <= action_noise < float("inf"):
+        raise LabVLAError(f"--action-noise {action_noise} must be a finite std >= 0 (0 = off)")
     wf = loaded.workflow
     out = Path(out)
     repo_id = repo_id or f"local/{wf.name}"

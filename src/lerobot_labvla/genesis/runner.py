@@ -184,6 +184,7 @@ def _run_episode(job: EpisodeJob) -> EpisodeSummary:
             "episode_metadata": {"seed": job.seed, "attempt": job.attempt, "workflow": wf.name, "robot": wf.robot,
                                  "split": "id", "labutopia_task": wf.scene.labutopia, "image_size": job.image_size,
                                  "fps": fps, "cameras": list(cameras), "depth_cameras": list(depth_cams),
+                                 "action_noise": job.action_noise,
                                  "task": env.task_description,
                                  # the six axes' draws (genesis/randomize.py `drawn`); null without `randomize:`
                                  "randomization": ctx.get("randomization")},
