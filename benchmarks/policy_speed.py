@@ -25,7 +25,9 @@ share the noise of a machine whose cores other jobs also use; the table shows me
 
 GPU (`--device cuda`): the 4B labvla configuration (Qwen3-VL-4B architecture with random weights,
 bf16, 18x1024 expert), eager and with `compile=True` (the expert's denoise step): chunk latency, peak
-memory (`torch.cuda.max_memory_allocated`), training samples/s.
+memory (`torch.cuda.max_memory_allocated`), training samples/s; and issue 18's row, `labvla_4b_ki`: KI
+training in bf16, samples/s, peak memory and MFU (FLOPs counted by torch's FlopCounterMode on one step,
+over the GPU's dense bf16 peak; targets >= 15 samples/s and >= 40 %).
 
     python benchmarks/policy_speed.py            # CPU, ~3-5 min on 2 busy cores
     python benchmarks/policy_speed.py --quick    # CPU, under a minute (few repeats: rough numbers)
@@ -595,7 +597,52 @@ def print_config_table(report: dict) -> None:
 # --------------------------------------------------------------------------------------------
 # GPU: the 4B configuration, eager vs compile
 # --------------------------------------------------------------------------------------------
-def full_size_policy(compile_expert: bool):
+# Dense bf16 tensor-core peak per GPU (vendor datasheets, no sparsity), for MFU; --peak-tflops overrides.
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0}
+KI_TARGET = {"samples_s": 15.0, "mfu": 0.40}  # issue 18: one GPU, 4B, bf16, KI
+
+
+def peak_tflops(device_name: str, override: float | None = None) -> float | None:
+    if override:
+        return override
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k.lower() in device_name.lower()), None)
+
+
+def fit_synthetic_fast(policy, n: int = 2000, seed: int = 0) -> None:
+    """KI trains the VLM on FAST tokens, whose tokenizer lerobot-train fits on the dataset: fit it on smooth
+    random chunks instead (random walks, padded to max_action_dim as the policy pads its actions)."""
+    import numpy as np
+
+    from lerobot_labvla.policy.fast_tokenizer import FastTokenizer
+
+    cfg = policy.config
+    rng = np.random.default_rng(seed)
+    chunks = np.zeros((n, cfg.chunk_size, cfg.max_action_dim))
+    chunks[..., : cfg.action_dim] = np.cumsum(rng.normal(0, 0.1, (n, cfg.chunk_size, cfg.action_dim)), axis=1).clip(-1, 1)
+    policy.fast = FastTokenizer.fit(chunks, vocab_size=cfg.fast_vocab_size, scale=cfg.fast_scale)
+
+
+def step_flops(policy, batch: dict, bf16: bool = False) -> int:
+    """FLOPs of one training forward + backward, counted by torch.utils.flop_counter.FlopCounterMode (every
+    matmul, convolution and SDPA call the step makes, 2 FLOPs per multiply-add; elementwise ops, norms and the
+    optimizer are not counted, as in the usual MFU definition)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    policy.train()
+    with FlopCounterMode(display=False) as counter:
+        with amp(bf16):
+            loss, _ = policy.forward(dict(batch))
+        loss.backward()
+    policy.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def mfu(flops_per_step: int, step_s: float, peak: float | None) -> float | None:
+    """Model FLOPs utilization: achieved FLOP/s over the GPU's dense bf16 peak (TFLOP/s)."""
+    return None if not peak else flops_per_step / step_s / (peak * 1e12)
+
+
+def full_size_policy(compile_expert: bool, mode: str = "finetune"):
     from lerobot.configs.types import FeatureType, PolicyFeature
 
     from lerobot_labvla.policy.configuration_labvla import LabVLAConfig
@@ -605,7 +652,7 @@ def full_size_policy(compile_expert: bool):
     features["observation.state"] = PolicyFeature(FeatureType.STATE, (STATE_DIM,))
     cfg = LabVLAConfig(
         backbone="Qwen/Qwen3-VL-4B-Instruct", random_init_backbone=True, tokenizer="tiny", dtype="bfloat16",
-        device="cuda", mode="finetune", compile=compile_expert, chunk_size=CHUNK, n_action_steps=CHUNK,
+        device="cuda", mode=mode, compile=compile_expert, chunk_size=CHUNK, n_action_steps=CHUNK,
         num_inference_steps=EULER_STEPS, input_features=features,
         output_features={"action": PolicyFeature(FeatureType.ACTION, (ACTION_DIM,))},
     )
@@ -653,6 +700,27 @@ def run_gpu(args) -> dict:
         results[name] = entry
         del policy
         torch.cuda.empty_cache()
+    # Issue 18's row: KI (the posttraining stage: FAST loss into the VLM, FM loss into the expert only), bf16.
+    name = "labvla_4b_ki"
+    print(f"{name}: building ...", flush=True)
+    policy = full_size_policy(False, mode="ki")
+    fit_synthetic_fast(policy)
+    batch = gpu_batch(args.train_batch)
+    flops = step_flops(policy, batch, bf16=True)
+    step = train_step_fn(policy, batch, lr=1e-5, bf16=True)
+    torch.cuda.reset_peak_memory_stats()
+    train = round_robin({name: step}, args.warmup, args.train_repeats, sync)[name]
+    step_s = statistics.median(train)
+    peak = peak_tflops(torch.cuda.get_device_name(0), args.peak_tflops)
+    util = mfu(flops, step_s, peak)
+    results[name] = {"params": n_params(policy), "train_step_ms_median": round(step_s * 1e3, 1),
+                     "samples_s": round(args.train_batch / step_s, 2),
+                     "peak_memory_train_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                     "flops_per_sample": flops // args.train_batch, "achieved_tflops": round(flops / step_s / 1e12, 1),
+                     "peak_bf16_tflops": peak, "mfu": None if util is None else round(util, 3)}
+    del policy
+    torch.cuda.empty_cache()
+    ki = results[name]
     eager, comp = results["labvla_4b_eager"], results["labvla_4b_compile"]
     return {
         "settings": {"batch_latency": 1, "batch_train": args.train_batch, "image_size": 224, "cameras": len(CAMERAS),
@@ -661,12 +729,17 @@ def run_gpu(args) -> dict:
         "policies": results,
         "ratios": {"compile/eager_chunk_latency": round(comp["chunk_latency_ms"]["median"] / eager["chunk_latency_ms"]["median"], 3)},
         "targets": {"chunk_latency_le_40ms_compiled": {"ms": comp["chunk_latency_ms"]["median"],
-                                                       "met": comp["chunk_latency_ms"]["median"] <= 40.0}},
+                                                       "met": comp["chunk_latency_ms"]["median"] <= 40.0},
+                    "ki_samples_s_ge_15": {"samples_s": ki["samples_s"], "met": ki["samples_s"] >= KI_TARGET["samples_s"]},
+                    "ki_mfu_ge_0.40": {"mfu": ki["mfu"], "met": ki["mfu"] is not None and ki["mfu"] >= KI_TARGET["mfu"]}},
         "notes": [
             "Qwen3-VL-4B architecture with random weights (random_init_backbone=True), tiny byte-level tokenizer, "
             "bf16 VLM weights, fp32 expert weights, everything under bf16 autocast (LeRobot's mixed precision); "
             "18x1024 DiT expert; mode finetune (full model trainable, AdamW, no gradient checkpointing)",
             "compile=True compiles only the expert's denoise step (parallelize.py); training is measured eager",
+            "labvla_4b_ki: mode ki, FAST tokenizer fitted on synthetic smooth chunks; FLOPs per step counted by "
+            "torch's FlopCounterMode on one forward+backward (matmul/conv/SDPA, 2 per multiply-add; no elementwise, "
+            "no optimizer); MFU = FLOPs per step / median step time / dense bf16 peak of the GPU",
             "reference: GR00T N1.7 reports 160 ms eager / 72 ms compiled per chunk on H100",
         ],
     }
@@ -675,12 +748,21 @@ def run_gpu(args) -> dict:
 def print_gpu_table(report: dict) -> None:
     print(f"\nGPU ({report['machine'].get('gpu', '?')}), bf16, 2 cameras 224x224, chunk {CHUNK}, {EULER_STEPS} Euler steps")
     for name, r in report["policies"].items():
+        if "chunk_latency_ms" not in r:  # the KI training row
+            util = "?" if r["mfu"] is None else f"{r['mfu']:.1%}"
+            print(f"{name:<18} {r['params'] / 1e9:.3f}B  {r['samples_s']} samples/s (batch {report['settings']['batch_train']}), "
+                  f"train peak {r['peak_memory_train_gib']} GiB, {r['achieved_tflops']} TFLOP/s, MFU {util} "
+                  f"(peak {r['peak_bf16_tflops']} TFLOP/s bf16)")
+            continue
         lat = r["chunk_latency_ms"]
         train = f", {r['samples_s']} samples/s (batch {report['settings']['batch_train']}), train peak {r['peak_memory_train_gib']} GiB" if "samples_s" in r else ""
         print(f"{name:<18} {r['params'] / 1e9:.3f}B  chunk {lat['median']:.1f} ms (p90 {lat['p90']:.1f}), "
               f"inference peak {r['peak_memory_inference_gib']} GiB{train}")
     t = report["targets"]["chunk_latency_le_40ms_compiled"]
     print(f"target compiled chunk latency <= 40 ms: {t['ms']:.1f} ms -> {'MET' if t['met'] else 'NOT MET'}")
+    for key, label in (("ki_samples_s_ge_15", "KI >= 15 samples/s"), ("ki_mfu_ge_0.40", "KI MFU >= 40%")):
+        t = report["targets"][key]
+        print(f"target {label}: {t.get('samples_s', t.get('mfu'))} -> {'MET' if t['met'] else 'NOT MET'}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -699,6 +781,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="CPU: equal_total (~9M each, >90%% expert), real_split (the real models' ~94%% VLM share, "
                     "equal VLM depth), or both (default)")
     ap.add_argument("--train-batch", type=int, default=8, help="training batch size (default 8)")
+    ap.add_argument("--peak-tflops", type=float, default=None,
+                    help="GPU dense bf16 peak in TFLOP/s for MFU (default: from the device name, "
+                    + ", ".join(f"{k} {v:g}" for k, v in PEAK_BF16_TFLOPS.items()) + ")")
     ap.add_argument("--image-size", type=int, default=224, help="camera images HxW for the CPU run, same for all policies (default 224)")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON path (default benchmarks/results/policy_speed_<device>.json; --quick: benchmarks/results/quick/...)")

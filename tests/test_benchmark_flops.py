@@ -1,0 +1,63 @@
+"""The FLOP count and MFU that benchmarks/policy_speed.py reports for issue 18's GPU row, checked on the tiny
+KI policy on CPU (the GPU row itself needs a GPU)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lerobot.configs.types import FeatureType, PolicyFeature
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import policy_speed  # noqa: E402
+
+from lerobot_labvla.policy.configuration_labvla import LabVLAConfig  # noqa: E402
+from lerobot_labvla.policy.modeling_labvla import LabVLAPolicy  # noqa: E402
+
+CAMS = ("front", "wrist")
+
+
+def tiny_ki():
+    features = {f"observation.images.{c}": PolicyFeature(FeatureType.VISUAL, (3, 64, 64)) for c in CAMS}
+    features["observation.state"] = PolicyFeature(FeatureType.STATE, (8,))
+    cfg = LabVLAConfig(backbone="tiny", device="cpu", mode="ki", image_size=64, expert_layers=2, expert_width=64,
+                       expert_heads=4, input_features=features,
+                       output_features={"action": PolicyFeature(FeatureType.ACTION, (7,))})
+    torch.manual_seed(0)
+    policy = LabVLAPolicy(cfg)
+    policy_speed.fit_synthetic_fast(policy, n=500)
+    return policy
+
+
+def batch(b: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    d = {f"observation.images.{c}": torch.rand(b, 3, 64, 64, generator=g) for c in CAMS}
+    d["observation.state"] = torch.rand(b, 8, generator=g) * 2 - 1
+    d["action"] = torch.rand(b, 10, 7, generator=g) * 2 - 1
+    d["prompt"] = ["Task: pick up the beaker, State: 12 200 31 140 5 77 255 128;\nAction: "] * b
+    return d
+
+
+def test_step_flops_count_forward_and_backward_and_scale_with_the_batch():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    policy = tiny_ki()
+    two, four = policy_speed.step_flops(policy, batch(2)), policy_speed.step_flops(policy, batch(4))
+    assert 1.9 < four / two < 2.1  # per-sample work: FLOPs grow with the batch
+    assert all(p.grad is None for p in policy.parameters())  # counting leaves no gradients behind
+    with FlopCounterMode(display=False) as fwd, torch.no_grad():
+        policy.forward(batch(2))
+    # backward costs about twice the forward (input and weight grads), less where no input grad is needed
+    assert 2.0 < two / fwd.get_total_flops() < 3.2, two / fwd.get_total_flops()
+
+
+def test_mfu_and_peak_lookup():
+    assert policy_speed.peak_tflops("NVIDIA H200") == 989.0
+    assert policy_speed.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert policy_speed.peak_tflops("Some New GPU") is None
+    assert policy_speed.peak_tflops("NVIDIA H200", override=500.0) == 500.0
+    assert policy_speed.mfu(int(494.5e12), 1.0, 989.0) == pytest.approx(0.5)
+    assert policy_speed.mfu(int(1e12), 2.0, 1.0) == pytest.approx(0.5)  # FLOPs per step / step time / peak
+    assert policy_speed.mfu(int(1e12), 1.0, None) is None
