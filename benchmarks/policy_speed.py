@@ -659,11 +659,13 @@ def full_size_policy(compile_expert: bool, mode: str = "finetune"):
     return LabVLAPolicy(cfg).cuda()
 
 
-def gpu_batch(bsz: int) -> dict:
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    batch = {f"observation.images.{c}": torch.rand(bsz, 3, 224, 224, device="cuda", generator=gen) for c in CAMERAS}
-    batch["observation.state"] = torch.rand(bsz, STATE_DIM, device="cuda", generator=gen) * 2 - 1
-    batch["action"] = torch.rand(bsz, CHUNK, ACTION_DIM, device="cuda", generator=gen) * 2 - 1
+def gpu_batch(bsz: int, device: str = "cuda", image_size: int = 224) -> dict:
+    """A fixed random batch for the full-size rows (tests/test_benchmark_flops.py builds it on CPU, small)."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    batch = {f"observation.images.{c}": torch.rand(bsz, 3, image_size, image_size, device=device, generator=gen)
+             for c in CAMERAS}
+    batch["observation.state"] = torch.rand(bsz, STATE_DIM, device=device, generator=gen) * 2 - 1
+    batch["action"] = torch.rand(bsz, CHUNK, ACTION_DIM, device=device, generator=gen) * 2 - 1
     batch["prompt"] = ["Task: pick up the beaker, State: 12 200 31 140 5 77 255 128;\nAction: "] * bsz
     return batch
 

@@ -16,15 +16,16 @@ import policy_speed  # noqa: E402
 from lerobot_labvla.policy.configuration_labvla import LabVLAConfig  # noqa: E402
 from lerobot_labvla.policy.modeling_labvla import LabVLAPolicy  # noqa: E402
 
-CAMS = ("front", "wrist")
+SIZE = 64
 
 
 def tiny_ki():
-    features = {f"observation.images.{c}": PolicyFeature(FeatureType.VISUAL, (3, 64, 64)) for c in CAMS}
-    features["observation.state"] = PolicyFeature(FeatureType.STATE, (8,))
-    cfg = LabVLAConfig(backbone="tiny", device="cpu", mode="ki", image_size=64, expert_layers=2, expert_width=64,
-                       expert_heads=4, input_features=features,
-                       output_features={"action": PolicyFeature(FeatureType.ACTION, (7,))})
+    """The tiny labvla in `ki` mode with the cameras, state and action of policy_speed's full-size rows."""
+    features = {f"observation.images.{c}": PolicyFeature(FeatureType.VISUAL, (3, SIZE, SIZE)) for c in policy_speed.CAMERAS}
+    features["observation.state"] = PolicyFeature(FeatureType.STATE, (policy_speed.STATE_DIM,))
+    cfg = LabVLAConfig(backbone="tiny", device="cpu", mode="ki", image_size=SIZE, expert_layers=2, expert_width=64,
+                       expert_heads=4, chunk_size=policy_speed.CHUNK, input_features=features,
+                       output_features={"action": PolicyFeature(FeatureType.ACTION, (policy_speed.ACTION_DIM,))})
     torch.manual_seed(0)
     policy = LabVLAPolicy(cfg)
     policy_speed.fit_synthetic_fast(policy, n=500)
@@ -32,12 +33,7 @@ def tiny_ki():
 
 
 def batch(b: int) -> dict:
-    g = torch.Generator().manual_seed(0)
-    d = {f"observation.images.{c}": torch.rand(b, 3, 64, 64, generator=g) for c in CAMS}
-    d["observation.state"] = torch.rand(b, 8, generator=g) * 2 - 1
-    d["action"] = torch.rand(b, 10, 7, generator=g) * 2 - 1
-    d["prompt"] = ["Task: pick up the beaker, State: 12 200 31 140 5 77 255 128;\nAction: "] * b
-    return d
+    return policy_speed.gpu_batch(b, device="cpu", image_size=SIZE)  # the benchmark's own batch, small, on CPU
 
 
 def test_step_flops_count_forward_and_backward_and_scale_with_the_batch():
