@@ -670,6 +670,15 @@ def gpu_batch(bsz: int, device: str = "cuda", image_size: int = 224) -> dict:
     return batch
 
 
+def gpu_training(policy, batch: dict, args, sync) -> tuple[dict, float]:
+    """Timed bf16 training steps of one full-size row: its report fields and the median step time (s)."""
+    step = train_step_fn(policy, batch, lr=1e-5, bf16=True)
+    torch.cuda.reset_peak_memory_stats()
+    step_s = statistics.median(round_robin({"train": step}, args.warmup, args.train_repeats, sync)["train"])
+    return {"train_step_ms_median": round(step_s * 1e3, 1), "samples_s": round(args.train_batch / step_s, 2),
+            "peak_memory_train_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}, step_s
+
+
 def run_gpu(args) -> dict:
     results = {}
     sync = torch.cuda.synchronize
@@ -693,12 +702,7 @@ def run_gpu(args) -> dict:
         }
         if not compiled:
             # `compile=True` compiles the expert's denoise step, which only inference runs: train once.
-            step = train_step_fn(policy, gpu_batch(args.train_batch), lr=1e-5, bf16=True)
-            torch.cuda.reset_peak_memory_stats()
-            train = round_robin({name: step}, args.warmup, args.train_repeats, sync)[name]
-            entry |= {"train_step_ms_median": round(statistics.median(train) * 1e3, 1),
-                      "samples_s": round(args.train_batch / statistics.median(train), 2),
-                      "peak_memory_train_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+            entry |= gpu_training(policy, gpu_batch(args.train_batch), args, sync)[0]
         results[name] = entry
         del policy
         torch.cuda.empty_cache()
@@ -709,15 +713,10 @@ def run_gpu(args) -> dict:
     fit_synthetic_fast(policy)
     batch = gpu_batch(args.train_batch)
     flops = step_flops(policy, batch, bf16=True)
-    step = train_step_fn(policy, batch, lr=1e-5, bf16=True)
-    torch.cuda.reset_peak_memory_stats()
-    train = round_robin({name: step}, args.warmup, args.train_repeats, sync)[name]
-    step_s = statistics.median(train)
+    train, step_s = gpu_training(policy, batch, args, sync)
     peak = peak_tflops(torch.cuda.get_device_name(0), args.peak_tflops)
     util = mfu(flops, step_s, peak)
-    results[name] = {"params": n_params(policy), "train_step_ms_median": round(step_s * 1e3, 1),
-                     "samples_s": round(args.train_batch / step_s, 2),
-                     "peak_memory_train_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    results[name] = {"params": n_params(policy), **train,
                      "flops_per_sample": flops // args.train_batch, "achieved_tflops": round(flops / step_s / 1e12, 1),
                      "peak_bf16_tflops": peak, "mfu": None if util is None else round(util, 3)}
     del policy
