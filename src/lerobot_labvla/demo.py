@@ -55,6 +55,11 @@ BLIND = ("do_nothing", "blind_replay")  # policies that never look at the scene:
 DEFAULT_POLICIES = tuple(p for p in POLICIES if p != "diffusion")
 # The issue's learning target: >= 50 % success, >= 30 points above every blind baseline, >= 20 episodes.
 TARGET_SUCCESS, TARGET_MARGIN, TARGET_EPISODES = 0.5, 0.30, 20
+# The tiny labvla's lerobot-train speed (batch 16, 64², --num_workers=0, idle 2-core box): ~4.4 steps/s alone,
+# 1311 steps in 12 min (~1.8/s) beside ACT. The planned --steps follow it so the LR schedule (decayed over
+# --steps) ends at the budget: fitted that way, 7500 steps (24 min) reached 0.38 on 60 open_door id episodes,
+# while the 30000-step schedule's checkpoint at 31 min, its LR still high, had 0.15 (README, make demo: results).
+LABVLA_STEPS_PER_S = {"alone": 4.0, "side_by_side": 1.8}
 # LeRobot's diffusion policy sized for a CPU: the Diffusion Policy paper's horizon 16 / 8 executed steps, a U-Net
 # 4x narrower than LeRobot's default (whose 293M parameters took 60-90 s per step at batch 16 here), and DDIM with
 # 10 denoising steps at inference instead of 100 DDPM steps. Random-init ResNet18 with group norm (as the paper
@@ -524,6 +529,14 @@ def write_report(args, rows: list[Row], runs: list[TrainRun], data_note: str, ou
 
 
 # --- main ----------------------------------------------------------------------------------------
+def planned_steps(args: argparse.Namespace) -> dict[str, int]:
+    """Each trainer's --steps: its expected speed x the budget (the LR schedule decays over them), or --steps."""
+    side_by_side = args.parallel_train and len([x for x in args.policies if x in TRAINED]) > 1
+    labvla = args.labvla_steps_per_s or LABVLA_STEPS_PER_S["side_by_side" if side_by_side else "alone"]
+    speed = {"labvla": labvla, "act": args.act_steps_per_s, "diffusion": args.diffusion_steps_per_s}
+    return {k: args.steps or max(20, int(v * args.minutes * 60)) for k, v in speed.items()}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lerobot_labvla.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -539,9 +552,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="evaluation episodes per task, split and policy (default 20)")
     p.add_argument("--image-size", type=int, default=64, help="camera images (square) for data, training and eval")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--labvla-steps-per-s", type=float, default=4.0,
+    p.add_argument("--labvla-steps-per-s", type=float, default=None,
                    help="expected training speed: --steps = this x the budget, so the LR schedule ends near the "
-                        "budget (training stops at the budget anyway; measured ~4.4/s tiny at batch 16, idle 2-core box)")
+                        "budget (training stops at the budget anyway). Default: what the tiny config measured at batch "
+                        f"16 on the idle 2-core box, {LABVLA_STEPS_PER_S['alone']}/s alone, "
+                        f"{LABVLA_STEPS_PER_S['side_by_side']}/s beside another trainer (--parallel-train)")
     p.add_argument("--steps", type=int, default=None,
                    help="fixed step count for both trainers instead of one derived from the budget (still stopped at it)")
     p.add_argument("--act-steps-per-s", type=float, default=1.0, help="the same for ACT (measured ~1/s)")
@@ -623,8 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[TrainRun] = []
     common = [f"--dataset.repo_id={repo_id}", f"--dataset.root={clean}", f"--batch_size={args.batch_size}",
               "--wandb.enable=false", "--num_workers=0"]
-    speed = {"labvla": args.labvla_steps_per_s, "act": args.act_steps_per_s, "diffusion": args.diffusion_steps_per_s}
-    n_steps = {k: args.steps or max(20, int(v * args.minutes * 60)) for k, v in speed.items()}
+    n_steps = planned_steps(args)
     log_freq = {k: max(1, min(10, n // 20)) for k, n in n_steps.items()}
 
     def steps(name: str) -> list[str]:
