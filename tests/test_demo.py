@@ -45,15 +45,15 @@ def test_diffusion_is_an_opt_in_peer():
 
 
 def test_labvla_lr_schedule_is_planned_for_the_speed_it_will_train_at():
-    # Beside ACT the tiny labvla trains at less than half its speed alone: planning --steps (over which the LR
-    # decays) at the solo speed leaves the LR high when the budget stops it.
+    # Beside ACT the tiny labvla trains slower than alone: planning --steps (over which the LR decays) at the
+    # solo speed leaves the LR high when the budget stops it.
     side = demo.planned_steps(demo.parse_args(["--minutes", "10"]))
     alone = demo.planned_steps(demo.parse_args(["--minutes", "10", "--no-parallel-train"]))
     solo = demo.planned_steps(demo.parse_args(["--minutes", "10", "--policies", "labvla,expert"]))
     assert side["labvla"] == int(demo.LABVLA_STEPS_PER_S["side_by_side"] * 600) < alone["labvla"] == solo["labvla"]
     assert alone["labvla"] == int(demo.LABVLA_STEPS_PER_S["alone"] * 600)
     assert side["act"] == alone["act"] == 600
-    assert demo.planned_steps(demo.parse_args(["--labvla-steps-per-s", "3"]))["labvla"] == 3 * 12 * 60
+    assert demo.planned_steps(demo.parse_args(["--minutes", "12", "--labvla-steps-per-s", "3"]))["labvla"] == 3 * 12 * 60
     assert set(demo.planned_steps(demo.parse_args(["--steps", "50"])).values()) == {50}
 
 

@@ -55,10 +55,11 @@ BLIND = ("do_nothing", "blind_replay")  # policies that never look at the scene:
 DEFAULT_POLICIES = tuple(p for p in POLICIES if p != "diffusion")
 # The learning target: >= 50 % success, >= 30 points above every blind baseline, >= 20 episodes.
 TARGET_SUCCESS, TARGET_MARGIN, TARGET_EPISODES = 0.5, 0.30, 20
-# The tiny labvla's lerobot-train speed (batch 16, 64², --num_workers=0, idle 2-core box): ~4.4 steps/s alone,
-# 1311 steps in 12 min (~1.8/s) beside ACT. The planned --steps follow it so the LR schedule (decayed over
-# --steps) ends at the budget: fitted that way, 7500 steps (24 min) reached 0.38 on 60 open_door id episodes,
-# while the 30000-step schedule's checkpoint at 31 min, its LR still high, had 0.15 (README, make demo: results).
+# The tiny labvla's lerobot-train speed (batch 16, 64², --num_workers=0, idle 2-core box): ~4.4 steps/s alone;
+# beside ACT 1311 steps in 12 min (~1.8/s) in one run, ~3/s in another. The planned --steps follow the slower
+# so the LR schedule (decayed over --steps) ends by the budget: fitted that way, 7500 steps (24 min) reached 0.38
+# on 60 open_door id episodes, while the 30000-step schedule's checkpoint at 31 min, its LR still high, had 0.15
+# (README, make demo: results).
 LABVLA_STEPS_PER_S = {"alone": 4.0, "side_by_side": 1.8}
 # LeRobot's diffusion policy sized for a CPU: the Diffusion Policy paper's horizon 16 / 8 executed steps, a U-Net
 # 4x narrower than LeRobot's default (whose 293M parameters took 60-90 s per step at batch 16 here), and DDIM with
