@@ -274,6 +274,39 @@ def test_depth_option_records_each_fixed_camera_as_a_lerobot_depth_video(tmp_pat
     assert not np.allclose(ds[10]["observation.depth.side"].numpy(), ds[10]["observation.depth.front"].numpy())
 
 
+def test_cameras_option_records_only_the_named_cameras_with_the_same_frames(tmp_path):
+    """`--cameras wrist,front`: those two cameras (in LabUtopia's order), pixel for pixel what the full recording
+    has, their extrinsics only; the rollout itself does not change; a resume with other cameras is refused."""
+    from lerobot_labvla.errors import LabVLAError
+    from lerobot_labvla.genesis.generate import generate as generate_fn
+    from lerobot_labvla.genesis.runner import EpisodeJob, episode_seed, run_episode, select_cameras
+    from lerobot_labvla.genesis.workflow import load_workflow
+
+    assert select_cameras("wrist, front") == ("front", "wrist") and select_cameras(None) == ("front", "side", "wrist")
+    for bad in ("top", ","):
+        with pytest.raises(LabVLAError, match="--cameras"):
+            select_cameras(bad)
+    job = dict(workflow_text=WF.read_text(), workflow_file=str(WF), attempt=0, seed=episode_seed(0, 0),
+               image_size=IMAGE)
+    (tmp_path / "all").mkdir(), (tmp_path / "two").mkdir()
+    full = run_episode(EpisodeJob(**job, staging=str(tmp_path / "all")))
+    two = run_episode(EpisodeJob(**job, staging=str(tmp_path / "two"), cameras=("front", "wrist")))
+    assert full.kept and two.kept and full.frames == two.frames
+    with np.load(full.path) as a, np.load(two.path) as b:
+        assert {k for k in b if k.startswith("pixels.")} == {"pixels.front", "pixels.wrist"}
+        for cam in ("front", "wrist"):
+            np.testing.assert_array_equal(a[f"pixels.{cam}"], b[f"pixels.{cam}"])
+        np.testing.assert_array_equal(b["state"], a["state"])  # same rollout: the cameras only watch
+        ext = a["annotation.camera_extrinsics"].reshape(len(b["state"]), 3, 16)
+        np.testing.assert_array_equal(b["annotation.camera_extrinsics"].reshape(-1, 2, 16), ext[:, [0, 2]])
+    out = tmp_path / "ds"
+    generate_fn(load_workflow(WF), out, episodes=1, image_size=IMAGE, progress=False, cameras="front")
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert [k for k in info["features"] if k.startswith("observation.images.")] == ["observation.images.front"]
+    with pytest.raises(LabVLAError, match="--cameras front"):
+        generate_fn(load_workflow(WF), out, episodes=2, image_size=IMAGE, progress=False)
+
+
 @pytest.mark.slow
 def test_ray_backend_runs_the_same_rollouts(tmp_path):
     # Not in `make test`: the [cluster] extra's 79 MB wheel and a local Ray instance cost more than this test is

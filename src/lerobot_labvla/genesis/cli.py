@@ -74,7 +74,7 @@ def _generate(args) -> int:
                       image_size=args.image_size, backend=args.backend, repo_id=args.repo_id,
                       max_attempts=args.max_attempts, flush_every=args.flush_every, progress=not args.no_progress,
                       randomize=args.randomize, depth=args.depth, robot=args.robot,
-                      action_noise=args.action_noise)
+                      action_noise=args.action_noise, cameras=args.cameras)
     print(json.dumps({k: report[k] for k in ("kept", "tried", "success_rate", "rejected")}))
     return 0 if report["kept"] >= args.episodes else 1
 
@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--depth", action="store_true",
                    help="also record each fixed camera's depth in metres (LeRobot depth video observation.depth.<camera>)")
+    g.add_argument("--cameras", default="all",
+                   help="comma-separated cameras to record, e.g. front or front,wrist (default: all three, front,side,wrist); "
+                        "rendering is most of the cost at small image sizes, so fewer cameras generate faster")
     g.add_argument("--robot", default=None, help="robot profile replacing the workflow's `robot:` (labvla-genesis robots)")
     g.add_argument("--action-noise", type=float, default=0.0, metavar="STD",
                    help="noise injection: the arm executes the expert's ee_delta action plus Gaussian noise of this std "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lerobot_labvla.errors import LabVLAError
 from lerobot_labvla.genesis import export
-from lerobot_labvla.genesis.runner import EpisodeJob, EpisodeSummary, episode_seed, run_episode
+from lerobot_labvla.genesis.runner import EpisodeJob, EpisodeSummary, episode_seed, run_episode, select_cameras
 from lerobot_labvla.genesis.workflow import LoadedWorkflow
 
 
@@ -88,13 +88,16 @@ def _read_attempts(staging: Path) -> dict[int, dict]:
 def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1, seed: int = 0, image_size: int = 224,
              backend: str = "local", repo_id: str | None = None, max_attempts: int | None = None,
              flush_every: int = 25, progress: bool = True, randomize: str | None = None,
-             depth: bool = False, robot: str | None = None, action_noise: float = 0.0) -> dict:
-    """Roll out until `episodes` are kept (or `max_attempts` tried); returns the generation report."""
+             depth: bool = False, robot: str | None = None, action_noise: float = 0.0,
+             cameras: str | tuple[str, ...] | None = None) -> dict:
+    """Roll out until `episodes` are kept (or `max_attempts` tried); returns the generation report.
+    `cameras`: the cameras to record (e.g. "front" or ("front", "wrist")); None: all of LabUtopia's."""
     from tqdm import tqdm
 
     if not 0.0 <= action_noise < float("inf"):
         raise LabVLAError(f"--action-noise {action_noise} must be a finite std >= 0 (0 = off)")
     wf = loaded.workflow
+    cameras = select_cameras(cameras)
     out = Path(out)
     repo_id = repo_id or f"local/{wf.name}"
     max_attempts = max_attempts or 3 * episodes + 10
@@ -111,15 +114,17 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
     report = export.load_report(out) or {
         "workflow": wf.name, "workflow_file": str(loaded.file), "repo_id": repo_id, "seed": seed,
         "image_size": image_size, "depth": depth, "robot": robot or wf.robot, "action_noise": action_noise,
-        "attempts": [], "timings_s": {}}
+        "cameras": list(cameras), "attempts": [], "timings_s": {}}
     if report.get("robot", "fr3") != (robot or wf.robot):
         raise LabVLAError(f"{out} holds robot {report.get('robot', 'fr3')!r} episodes, not {robot or wf.robot!r}; "
                           "fix: resume with the same robot or pick a new --out")
     if report["seed"] != seed or report["image_size"] != image_size or report["workflow"] != wf.name \
-            or report.get("depth", False) != depth or report.get("action_noise", 0.0) != action_noise:
+            or report.get("depth", False) != depth or report.get("action_noise", 0.0) != action_noise \
+            or tuple(report.get("cameras", select_cameras(None))) != cameras:
         raise LabVLAError(f"{out} was generated from workflow {report['workflow']!r} with --seed {report['seed']} "
                           f"--image-size {report['image_size']}{' --depth' if report.get('depth') else ''}"
-                          f"{' --action-noise %g' % report['action_noise'] if report.get('action_noise') else ''}; "
+                          f"{' --action-noise %g' % report['action_noise'] if report.get('action_noise') else ''}"
+                          f" --cameras {','.join(report.get('cameras', select_cameras(None)))}; "
                           "fix: resume with the same values or pick a new --out")
     published = {a["attempt"]: a for a in report["attempts"]}
     staged = {k: v for k, v in _read_attempts(staging).items() if k not in published}
@@ -180,7 +185,7 @@ def generate(loaded: LoadedWorkflow, out: Path, episodes: int, workers: int = 1,
                         and next_attempt < max_attempts and kept < episodes:
                     pool.submit(EpisodeJob(text, str(loaded.file), next_attempt, episode_seed(seed, next_attempt),
                                            image_size, str(staging), randomize=randomize, depth=depth, robot=robot,
-                                           action_noise=action_noise))
+                                           action_noise=action_noise, cameras=cameras))
                     next_attempt += 1
                     in_flight += 1
                 if in_flight == 0:
