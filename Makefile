@@ -39,9 +39,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# make demo DEMO_TASKS=open_door,press_button DEMO_MINUTES=20 (training wall time per policy)
+# make demo DEMO_TASKS=open_door,press_button DEMO_MINUTES=20 (training wall time per policy);
+# DEMO_EPISODES, DEMO_EVAL_EPISODES and DEMO_CAMERAS are read from the environment too (python -m lerobot_labvla.demo -h)
 DEMO_TASKS ?= open_door
-DEMO_MINUTES ?= 12
+DEMO_MINUTES ?= 20
 demo: $(STAMP)
 	$(PY) -m lerobot_labvla.demo --tasks $(DEMO_TASKS) --minutes $(DEMO_MINUTES)
 
