@@ -585,8 +585,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--act-steps-per-s", type=float, default=2.0,
                    help="the same for ACT, an upper bound: its LR is constant, so its --steps only cap it (measured "
                         "alone: ~1.1/s with one camera, ~0.8/s with three)")
-    p.add_argument("--diffusion-steps-per-s", type=float, default=0.5,
-                   help="the same for the CPU-sized diffusion policy (an estimate; with --policies ...,diffusion)")
+    p.add_argument("--diffusion-steps-per-s", type=float, default=1.05,
+                   help="the same for the CPU-sized diffusion policy, whose LR schedule decays over --steps (measured "
+                        "alone with one camera: ~1.1/s; with --policies ...,diffusion)")
     p.add_argument("--workers", type=int, default=2, help="generation worker processes")
     p.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
                    help=f"subset of {','.join(POLICIES)} (default: all but diffusion, the slowest trainer on a CPU)")
